@@ -1,0 +1,91 @@
+import { BlockList, isIP } from 'node:net';
+import { STREAM_NAME_PATTERN } from './stream-name.ts';
+
+/** DESIGN.md "Access record": one per HTTP request served, sent by the tier that served it. */
+export interface AccessRecord {
+  '@timestamp': string;
+  stream: string | null;
+  kind: RequestKind;
+  client_ip: string;
+  method: string;
+  path: string;
+  status: number;
+  bytes: number;
+  duration_ms: number;
+  tier: 'proxy' | 'web';
+  instance: string;
+  user_agent: string;
+}
+
+export type RequestKind = 'playlist' | 'segment' | 'page' | 'other';
+
+const STREAM_SEGMENT = STREAM_NAME_PATTERN.source.slice(1, -1);
+const LIVE_PATH = new RegExp(`^/live/(${STREAM_SEGMENT})/([^/]+)$`);
+const WATCH_PATH = new RegExp(`^/watch/(${STREAM_SEGMENT})/?$`);
+
+/** What a request path is, in the domain: which stream, and playlist / segment / page / other. */
+export function describePath(path: string): { stream: string | null; kind: RequestKind } {
+  const live = LIVE_PATH.exec(path);
+  if (live) {
+    const file = live[2]!;
+    if (file.endsWith('.m3u8')) return { stream: live[1]!, kind: 'playlist' };
+    if (/\.(m4s|mp4|ts|aac)$/.test(file)) return { stream: live[1]!, kind: 'segment' };
+    return { stream: live[1]!, kind: 'other' };
+  }
+  const watch = WATCH_PATH.exec(path);
+  if (watch) return { stream: watch[1]!, kind: 'page' };
+  if (path === '/') return { stream: null, kind: 'page' };
+  return { stream: null, kind: 'other' };
+}
+
+/** Strips an IPv4-mapped IPv6 prefix so one viewer has one address form ("::ffff:1.2.3.4" → "1.2.3.4"). */
+export function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+}
+
+/**
+ * Trusted proxies, as IPs or CIDRs ("127.0.0.1", "10.0.0.0/8", "::1"). X-Forwarded-For is believed
+ * only when the TCP peer is one of these; otherwise anyone could claim any address.
+ */
+export function createTrustList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const raw of entries) {
+    const entry = raw.trim();
+    if (!entry) continue;
+    const [address, prefix] = entry.split('/') as [string, string | undefined];
+    const family = isIP(address);
+    if (family === 0) throw new Error(`not an IP address or CIDR: ${entry}`);
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address, type);
+    else {
+      const bits = Number(prefix);
+      if (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)) throw new Error(`bad CIDR prefix: ${entry}`);
+      list.addSubnet(address, bits, type);
+    }
+  }
+  return list;
+}
+
+function isTrusted(list: BlockList, ip: string): boolean {
+  const family = isIP(ip);
+  if (family === 0) return false;
+  return list.check(ip, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+/**
+ * The viewer's address: walk X-Forwarded-For from the right (the hop nearest to us) while the
+ * hop is a trusted proxy; the first untrusted hop is the client. Without a trusted peer, the peer.
+ */
+export function resolveClientIp(peer: string | undefined, forwardedFor: string | string[] | undefined, trusted: BlockList): string {
+  const peerIp = normalizeIp(peer ?? '');
+  if (!forwardedFor || !isTrusted(trusted, peerIp)) return peerIp;
+  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
+  let client = peerIp;
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = normalizeIp(hops[i]!.trim());
+    if (isIP(hop) === 0) break;
+    client = hop;
+    if (!isTrusted(trusted, hop)) break;
+  }
+  return client;
+}

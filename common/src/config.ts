@@ -1,0 +1,52 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Thrown when the environment does not satisfy a service's schema; the message lists every problem. */
+export class ConfigError extends Error {
+  readonly code = 'ONAIR_CONFIG_INVALID';
+  constructor(service: string, readonly problems: string[]) {
+    super(`${service}: invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Parses `env` with a zod object schema whose keys are environment variable names.
+ * Every problem is reported at once, by variable name, so an operator fixes them in one go.
+ */
+export function parseEnv<S extends z.ZodObject>(service: string, schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const name = issue.path.join('.') || '(environment)';
+    const value = env[name];
+    const shown = value === undefined ? 'unset' : `got ${JSON.stringify(value)}`;
+    return `${name}: ${issue.message} (${shown})`;
+  });
+  throw new ConfigError(service, problems);
+}
+
+/** Reusable field schemas: environment values are strings, these coerce and validate them. */
+export const env = {
+  port: (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback),
+  positiveInt: (fallback: number) => z.coerce.number().int().positive().default(fallback),
+  nonNegativeInt: (fallback: number) => z.coerce.number().int().min(0).default(fallback),
+  positiveNumber: (fallback: number) => z.coerce.number().positive().default(fallback),
+  bool: (fallback: boolean) =>
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no'])
+      .default(fallback ? 'true' : 'false')
+      .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  host: (fallback: string) => z.string().min(1).default(fallback),
+  dir: (fallback: string) =>
+    z
+      .string()
+      .min(1)
+      .default(fallback)
+      .transform((p) => path.resolve(p)),
+};
+
+/** Where things live unless MEDIA_DIR / DATA_DIR say otherwise (DESIGN.md: folders under ./var/). */
+export const DEFAULT_MEDIA_DIR = 'var/media';
+export const DEFAULT_DATA_DIR = 'var/data';

@@ -1,0 +1,33 @@
+import os from 'node:os';
+import { z } from 'zod';
+import { DEFAULT_DATA_DIR, DEFAULT_MEDIA_DIR, env, parseEnv } from '../../common/src/config.ts';
+
+const schema = z.object({
+  RTMP_HOST: env.host('0.0.0.0'),
+  RTMP_PORT: env.port(1935),
+  CONTROL_HOST: env.host('0.0.0.0'),
+  CONTROL_PORT: env.port(8001),
+  MEDIA_DIR: env.dir(DEFAULT_MEDIA_DIR),
+  DATA_DIR: env.dir(DEFAULT_DATA_DIR),
+  FFMPEG_PATH: z.string().min(1).default('ffmpeg'),
+  /** ffmpeg's -hls_time: segments are cut at the first keyframe after this, so = keyframe interval. */
+  HLS_SEGMENT_SECONDS: env.positiveNumber(1),
+  HLS_WINDOW_SEGMENTS: z.coerce.number().int().min(3).max(100).default(6),
+  HLS_DELETE_GRACE_SEGMENTS: z.coerce.number().int().min(1).max(100).default(2),
+  /** 0 = chosen from the broadcast's first segment (its keyframe interval). */
+  HLS_TARGET_DURATION: env.nonNegativeInt(0),
+  PUBLISH_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(5000),
+  RECONNECT_GRACE_MS: env.nonNegativeInt(15_000),
+  RTMP_MAX_CONNECTIONS: env.positiveInt(64),
+  MUXER_MAX_BACKOFF_MS: env.positiveInt(5000),
+  LIVE_STATE_HEARTBEAT_MS: z.coerce.number().int().min(200).default(2000),
+  INSTANCE: z.string().min(1).default(`ingest-${os.hostname()}`),
+  LOG_LEVEL: env.logLevel(),
+  SHUTDOWN_TIMEOUT_MS: env.positiveInt(15_000),
+});
+
+export type IngestConfig = z.infer<typeof schema>;
+
+export function loadIngestConfig(source: NodeJS.ProcessEnv = process.env): IngestConfig {
+  return parseEnv('ingest', schema, source);
+}

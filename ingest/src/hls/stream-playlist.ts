@@ -1,0 +1,223 @@
+/**
+ * The public playlist of one stream (MEDIA_DIR/live/<stream>/index.m3u8) and the files it names.
+ *
+ * It outlives muxer runs and publisher sessions: a reconnecting publisher or a restarted ffmpeg
+ * continues the same playlist (media sequence keeps increasing, EXT-X-DISCONTINUITY at the join,
+ * target duration fixed for the playlist's life), so players carry on without a reload. A new
+ * broadcast after an ended one continues the numbering too, so a sequence number never repeats.
+ *
+ * Every change is serialised through one queue: rename the segment in, rewrite the playlist
+ * atomically, then delete what fell out of the window more than `deleteGraceSegments` ago.
+ */
+import { copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from '../../../common/src/atomic-file.ts';
+import { classifyMediaFile, PUBLIC_PLAYLIST } from '../../../common/src/media-layout.ts';
+import type { Logger } from '../../../common/src/logger.ts';
+import { chooseTargetDuration, fitsTargetDuration, parseMediaPlaylist, renderMediaPlaylist, type PlaylistSegment } from './media-playlist.ts';
+import type { MuxerSegment } from './muxer-run.ts';
+
+export interface StreamPlaylistOptions {
+  stream: string;
+  /** MEDIA_DIR/live/<stream> */
+  dir: string;
+  windowSegments: number;
+  deleteGraceSegments: number;
+  /** The lowest target duration to announce (the muxer's -hls_time). */
+  minSegmentSeconds: number;
+  /** Fixed target duration; 0 = chosen from the first segment. */
+  targetDurationOverride: number;
+  logger: Logger;
+  onSegmentPublished?: (segment: PlaylistSegment, fitsTarget: boolean) => void;
+}
+
+interface RetiredFile {
+  name: string;
+  initName: string | null;
+}
+
+export class StreamPlaylist {
+  private readonly window: PlaylistSegment[] = [];
+  private readonly retired: RetiredFile[] = [];
+  private readonly publishedInits = new Set<string>();
+  private mediaSequence = 0;
+  private discontinuitySequence = 0;
+  private targetDuration: number | null = null;
+  private ended = false;
+  private breakBeforeNext = false;
+  private currentRun: string | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+  segmentsPublished = 0;
+  lastSegmentAt: Date | null = null;
+
+  private constructor(private readonly options: StreamPlaylistOptions) {
+    this.log = options.logger.child({ component: 'playlist', stream: options.stream });
+  }
+
+  /** Opens the stream's folder, continuing the numbering of a playlist left there before. */
+  static async open(options: StreamPlaylistOptions): Promise<StreamPlaylist> {
+    const playlist = new StreamPlaylist(options);
+    await mkdir(options.dir, { recursive: true });
+    try {
+      const previous = parseMediaPlaylist(await readFile(path.join(options.dir, PUBLIC_PLAYLIST), 'utf8'));
+      if (previous.segments.length > 0) {
+        playlist.mediaSequence = previous.mediaSequence + previous.segments.length;
+        playlist.discontinuitySequence = previous.discontinuitySequence + previous.segments.filter((s) => s.discontinuity).length;
+        playlist.breakBeforeNext = true;
+      }
+    } catch {
+      /* no previous playlist: start at 0 */
+    }
+    // Files of an earlier broadcast are no longer referenced: retire them like slid-out segments.
+    for (const name of await readdir(options.dir)) {
+      if (name !== PUBLIC_PLAYLIST && classifyMediaFile(name) === 'segment') playlist.retired.push({ name, initName: null });
+    }
+    return playlist;
+  }
+
+  get state(): { mediaSequence: number; discontinuitySequence: number; targetDuration: number | null; segments: number; ended: boolean } {
+    return {
+      mediaSequence: this.mediaSequence,
+      discontinuitySequence: this.discontinuitySequence,
+      targetDuration: this.targetDuration,
+      segments: this.window.length,
+      ended: this.ended,
+    };
+  }
+
+  /** Publishes a finished segment from a muxer run. Segments of a new run start after a discontinuity. */
+  addSegment(segment: MuxerSegment): Promise<void> {
+    return this.enqueue(() => this.publish(segment));
+  }
+
+  /** Marks the broadcast over (EXT-X-ENDLIST); the files stay until the next broadcast retires them. */
+  end(): Promise<void> {
+    return this.enqueue(async () => {
+      if (this.ended) return;
+      this.ended = true;
+      if (this.targetDuration !== null) await this.write();
+      this.log.info({ mediaSequence: this.mediaSequence + this.window.length }, 'playlist ended');
+    });
+  }
+
+  /** Waits for every queued change to be on disk. */
+  flush(): Promise<void> {
+    return this.enqueue(async () => undefined);
+  }
+
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const next = this.queue.then(task).catch((err: unknown) => {
+      this.log.error({ err }, 'playlist update failed');
+    });
+    this.queue = next;
+    return next;
+  }
+
+  private async publish(segment: MuxerSegment): Promise<void> {
+    if (this.ended) {
+      this.log.warn({ segment: segment.name }, 'segment after the playlist ended, dropped');
+      return;
+    }
+    const { dir } = this.options;
+    if (segment.run !== this.currentRun) {
+      // A new run: its own init segment, and a timeline break unless it is the very first.
+      if (this.currentRun !== null || this.window.length > 0) this.breakBeforeNext = true;
+      this.currentRun = segment.run;
+      const tmp = path.join(dir, `.${segment.initName}.tmp`);
+      await copyFile(segment.initWorkPath, tmp);
+      await rename(tmp, path.join(dir, segment.initName));
+      this.publishedInits.add(segment.initName);
+    }
+    try {
+      await rename(segment.workPath, path.join(dir, segment.name));
+    } catch (err) {
+      this.log.error({ err, segment: segment.name }, 'segment vanished before it could be published');
+      return;
+    }
+    if (this.targetDuration === null) {
+      this.targetDuration = this.options.targetDurationOverride || chooseTargetDuration(segment.duration, this.options.minSegmentSeconds);
+      this.log.info({ targetDuration: this.targetDuration, firstSegmentSeconds: segment.duration }, 'target duration fixed for this playlist');
+    }
+    const entry: PlaylistSegment = {
+      uri: segment.name,
+      duration: segment.duration,
+      initUri: segment.initName,
+      discontinuity: this.breakBeforeNext,
+      programDateTime: segment.startedAt,
+    };
+    this.breakBeforeNext = false;
+    const fits = fitsTargetDuration(entry.duration, this.targetDuration);
+    if (!fits) {
+      this.log.warn({ segment: entry.uri, duration: entry.duration, targetDuration: this.targetDuration }, 'segment longer than the target duration: is the keyframe interval steady?');
+    }
+    this.window.push(entry);
+    while (this.window.length > this.options.windowSegments) {
+      const old = this.window.shift()!;
+      this.mediaSequence += 1;
+      if (old.discontinuity) this.discontinuitySequence += 1;
+      this.retired.push({ name: old.uri, initName: old.initUri });
+    }
+    await this.write();
+    this.segmentsPublished += 1;
+    this.lastSegmentAt = new Date();
+    this.options.onSegmentPublished?.(entry, fits);
+    await this.deleteExpired();
+  }
+
+  private async write(): Promise<void> {
+    const text = renderMediaPlaylist({
+      targetDuration: this.targetDuration!,
+      mediaSequence: this.mediaSequence,
+      discontinuitySequence: this.discontinuitySequence,
+      segments: this.window,
+      ended: this.ended,
+    });
+    await writeFileAtomic(path.join(this.options.dir, PUBLIC_PLAYLIST), text);
+  }
+
+  /** Deletes segments that left the playlist more than the grace ago, and inits nothing needs. */
+  private async deleteExpired(): Promise<void> {
+    const { dir, deleteGraceSegments } = this.options;
+    while (this.retired.length > deleteGraceSegments) {
+      const file = this.retired.shift()!;
+      await rm(path.join(dir, file.name), { force: true });
+    }
+    const needed = new Set<string>();
+    for (const s of this.window) needed.add(s.initUri);
+    for (const r of this.retired) if (r.initName) needed.add(r.initName);
+    for (const init of this.publishedInits) {
+      if (needed.has(init)) continue;
+      this.publishedInits.delete(init);
+      await rm(path.join(dir, init), { force: true });
+    }
+  }
+}
+
+/**
+ * After a crash, playlists may be left without EXT-X-ENDLIST: players would wait for segments
+ * that never come. Called at start, before any publisher is accepted.
+ */
+export async function endAbandonedPlaylists(liveRoot: string, logger: Logger): Promise<string[]> {
+  const ended: string[] = [];
+  let streams: string[];
+  try {
+    streams = await readdir(liveRoot);
+  } catch {
+    return ended;
+  }
+  for (const stream of streams) {
+    const file = path.join(liveRoot, stream, PUBLIC_PLAYLIST);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch {
+      continue;
+    }
+    if (parseMediaPlaylist(text).ended) continue;
+    await writeFileAtomic(file, `${text.trimEnd()}\n#EXT-X-ENDLIST\n`);
+    ended.push(stream);
+  }
+  if (ended.length) logger.warn({ streams: ended }, 'ended playlists left open by a previous run');
+  return ended;
+}

@@ -1,0 +1,97 @@
+import { execFile } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { closeHttpServer, listen, loadConfigOrExit, runUntilSignal } from '../../common/src/lifecycle.ts';
+import { createLogger, flushLogger } from '../../common/src/logger.ts';
+import { ingestStateFile, liveRoot } from '../../common/src/media-layout.ts';
+import { createMetricsRegistry } from '../../common/src/ops-endpoints.ts';
+import { BroadcastManager } from './broadcasts.ts';
+import { loadIngestConfig } from './config.ts';
+import { createControlServer } from './control-server.ts';
+import { endAbandonedPlaylists } from './hls/stream-playlist.ts';
+import { LiveStateWriter } from './live-state-writer.ts';
+import { createIngestMetrics } from './metrics.ts';
+import { decidePublish } from './publish-policy.ts';
+import { RtmpServer } from './rtmp/rtmp-server.ts';
+import { StreamKeys } from './stream-keys.ts';
+
+const config = loadConfigOrExit(() => loadIngestConfig());
+const logger = createLogger('ingest', config.LOG_LEVEL);
+const registry = createMetricsRegistry('ingest', config.INSTANCE);
+const metrics = createIngestMetrics(registry);
+let stopping = false;
+
+const keys = new StreamKeys(config.DATA_DIR, logger);
+let liveState: LiveStateWriter | null = null;
+const broadcasts = new BroadcastManager(config, logger, metrics, () => liveState?.update());
+liveState = new LiveStateWriter(ingestStateFile(config.MEDIA_DIR), config.LIVE_STATE_HEARTBEAT_MS, () => broadcasts.status(), logger);
+
+const rtmp = new RtmpServer({
+  port: config.RTMP_PORT,
+  host: config.RTMP_HOST,
+  idleTimeoutMs: config.PUBLISH_IDLE_TIMEOUT_MS,
+  maxConnections: config.RTMP_MAX_CONNECTIONS,
+  logger,
+  handlers: {
+    authorizePublish: (request) => decidePublish(request, (stream) => keys.get(stream), (stream) => broadcasts.isLive(stream)),
+    publishRefused: (request, reason) => {
+      metrics.publishesRefused.inc({ reason });
+      // The key itself is never logged.
+      logger.warn({ app: request.app, stream: request.stream, client: request.clientAddress, reason }, 'publish refused');
+    },
+    publishStarted: (publisher) => broadcasts.publishStarted(publisher),
+    publishEnded: (publisher, end) => broadcasts.publishEnded(publisher, end),
+  },
+});
+
+let rtmpListening = false;
+const control = createControlServer(
+  registry,
+  () => (stopping ? 'shutting down' : !rtmpListening ? 'RTMP not listening' : !keys.loaded ? 'stream registry not loaded' : null),
+  () => broadcasts.status(),
+);
+
+async function checkFfmpeg(): Promise<string> {
+  try {
+    const { stdout } = await promisify(execFile)(config.FFMPEG_PATH, ['-hide_banner', '-version'], { timeout: 10_000 });
+    return stdout.split('\n')[0] ?? 'ffmpeg';
+  } catch (err) {
+    throw new Error(`ffmpeg not usable at FFMPEG_PATH=${config.FFMPEG_PATH} (${(err as Error).message}); install it (apt-get install ffmpeg) or set FFMPEG_PATH`);
+  }
+}
+
+async function start(): Promise<void> {
+  const ffmpegVersion = await checkFfmpeg();
+  await mkdir(liveRoot(config.MEDIA_DIR), { recursive: true });
+  // Work folders of runs that a crash interrupted hold nothing a viewer can use.
+  await rm(path.join(config.MEDIA_DIR, 'ingest', 'work'), { recursive: true, force: true });
+  await endAbandonedPlaylists(liveRoot(config.MEDIA_DIR), logger);
+  await keys.start();
+  await liveState!.start();
+  const controlPort = await listen(control, config.CONTROL_PORT, config.CONTROL_HOST);
+  const rtmpPort = await rtmp.listen();
+  rtmpListening = true;
+  logger.info({ rtmpPort, controlPort, mediaDir: config.MEDIA_DIR, dataDir: config.DATA_DIR, streams: keys.size, ffmpeg: ffmpegVersion }, 'ingest listening');
+}
+
+runUntilSignal({
+  logger,
+  shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+  stop: async () => {
+    stopping = true;
+    rtmp.stopAccepting();
+    rtmpListening = false;
+    await broadcasts.endAll();
+    rtmp.close();
+    await liveState!.stop();
+    keys.stop();
+    await closeHttpServer(control, 2000);
+  },
+});
+
+start().catch(async (err: unknown) => {
+  logger.fatal({ err }, `ingest could not start: ${(err as Error).message}`);
+  await flushLogger(logger);
+  process.exit(1);
+});

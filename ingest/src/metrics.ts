@@ -1,0 +1,18 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
+
+export function createIngestMetrics(registry: Registry) {
+  return {
+    publishesAccepted: new Counter({ name: 'onair_ingest_publishes_accepted_total', help: 'Publish attempts accepted', registers: [registry] }),
+    publishesRefused: new Counter({ name: 'onair_ingest_publishes_refused_total', help: 'Publish attempts refused, by reason', labelNames: ['reason'], registers: [registry] }),
+    liveStreams: new Gauge({ name: 'onair_ingest_live_streams', help: 'Streams by state', labelNames: ['state'], registers: [registry] }),
+    muxerRestarts: new Counter({ name: 'onair_ingest_muxer_restarts_total', help: 'ffmpeg runs restarted after dying while the publisher was live', registers: [registry] }),
+    muxerStuck: new Counter({ name: 'onair_ingest_muxer_stuck_total', help: 'ffmpeg runs killed because they stopped reading input', registers: [registry] }),
+    segmentsPublished: new Counter({ name: 'onair_ingest_segments_published_total', help: 'Segments added to public playlists', registers: [registry] }),
+    segmentsOverTarget: new Counter({ name: 'onair_ingest_segments_over_target_total', help: 'Segments longer than the playlist target duration (unsteady keyframe interval)', registers: [registry] }),
+    segmentDuration: new Histogram({ name: 'onair_ingest_segment_duration_seconds', help: 'Published segment durations', buckets: [0.5, 1, 1.5, 2, 3, 4, 6, 8, 10], registers: [registry] }),
+    publisherDisconnects: new Counter({ name: 'onair_ingest_publisher_disconnects_total', help: 'Publishers that left, by how', labelNames: ['how'], registers: [registry] }),
+    inputBytes: new Counter({ name: 'onair_ingest_input_bytes_total', help: 'FLV bytes fed to muxers', registers: [registry] }),
+  };
+}
