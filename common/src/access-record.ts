@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { classifyMediaFile } from './media-layout.ts';
 import { STREAM_NAME_PATTERN } from './stream-name.ts';
 
 /** DESIGN.md "Access record": one per HTTP request served, sent by the tier that served it. */
@@ -27,10 +28,9 @@ const WATCH_PATH = new RegExp(`^/watch/(${STREAM_SEGMENT})/?$`);
 export function describePath(path: string): { stream: string | null; kind: RequestKind } {
   const live = LIVE_PATH.exec(path);
   if (live) {
-    const file = live[2]!;
-    if (file.endsWith('.m3u8')) return { stream: live[1]!, kind: 'playlist' };
-    if (/\.(m4s|mp4|ts|aac)$/.test(file)) return { stream: live[1]!, kind: 'segment' };
-    return { stream: live[1]!, kind: 'other' };
+    // Only names that are media files count as playlist/segment (and so as viewing).
+    const kind = classifyMediaFile(live[2]!);
+    return { stream: live[1]!, kind: kind ?? 'other' };
   }
   const watch = WATCH_PATH.exec(path);
   if (watch) return { stream: watch[1]!, kind: 'page' };

@@ -1,4 +1,5 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { ConfigError } from './config.ts';
 import { flushLogger, type Logger } from './logger.ts';
 
@@ -67,14 +68,53 @@ export function loadConfigOrExit<T>(load: () => T): T {
   }
 }
 
+interface ConnectionState {
+  activeRequests: number;
+}
+
+const tracked = new WeakMap<Server, Map<Socket, ConnectionState>>();
+
 /**
- * Stops accepting connections, lets in-flight requests finish and closes keep-alive connections
- * as they go idle; after `timeoutMs` the rest are cut.
+ * Follows each connection's requests so a drain can tell a connection that is truly idle from
+ * one still sending a response (Node counts a response as done at end(), while a slow client may
+ * still be downloading the buffered rest of a segment).
+ */
+function trackConnections(server: Server): void {
+  if (tracked.has(server)) return;
+  const connections = new Map<Socket, ConnectionState>();
+  tracked.set(server, connections);
+  server.on('connection', (socket: Socket) => {
+    connections.set(socket, { activeRequests: 0 });
+    socket.once('close', () => connections.delete(socket));
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const state = connections.get(req.socket);
+    if (!state) return;
+    state.activeRequests += 1;
+    res.once('close', () => {
+      state.activeRequests -= 1;
+    });
+  });
+}
+
+/**
+ * Stops accepting connections, lets in-flight requests finish (including bytes still buffered for
+ * slow clients) and closes keep-alive connections as they go idle; after `timeoutMs` the rest are cut.
  */
 export function closeHttpServer(server: Server, timeoutMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    const connections = tracked.get(server);
+    const closeIdle = (): void => {
+      if (!connections) {
+        server.closeIdleConnections();
+        return;
+      }
+      for (const [socket, state] of connections) {
+        if (state.activeRequests === 0 && socket.writableLength === 0) socket.destroy();
+      }
+    };
+    const sweep = setInterval(closeIdle, 50);
     const force = setTimeout(() => server.closeAllConnections(), timeoutMs);
     force.unref();
     server.close(() => {
@@ -82,12 +122,13 @@ export function closeHttpServer(server: Server, timeoutMs: number): Promise<void
       clearTimeout(force);
       resolve();
     });
-    server.closeIdleConnections();
+    closeIdle();
   });
 }
 
 /** Listens and resolves with the bound port, rejecting (not crashing) on EADDRINUSE and friends. */
 export function listen(server: Server, port: number, host: string): Promise<number> {
+  trackConnections(server);
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_DATA_DIR, DEFAULT_MEDIA_DIR, env, parseEnv } from '../../common/src/config.ts';
 
-const schema = z.object({
+export const ingestConfigSchema = z.object({
   RTMP_HOST: env.host('0.0.0.0'),
   RTMP_PORT: env.port(1935),
   CONTROL_HOST: env.host('0.0.0.0'),
@@ -26,8 +26,8 @@ const schema = z.object({
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(15_000),
 });
 
-export type IngestConfig = z.infer<typeof schema>;
+export type IngestConfig = z.infer<typeof ingestConfigSchema>;
 
 export function loadIngestConfig(source: NodeJS.ProcessEnv = process.env): IngestConfig {
-  return parseEnv('ingest', schema, source);
+  return parseEnv('ingest', ingestConfigSchema, source);
 }

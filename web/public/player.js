@@ -1,0 +1,248 @@
+// onair player page. hls.js first: Debian's Chromium answers "maybe" to native HLS yet cannot play
+// it, so native HLS is only the fallback for browsers without Media Source Extensions (iPhone Safari).
+// States shown to the viewer: connecting, waiting, live, reconnecting, ended (and unsupported).
+
+const Hls = window.Hls;
+const root = document.getElementById('player');
+const stream = root.dataset.stream;
+const playlistUrl = root.dataset.playlist;
+const video = document.getElementById('video');
+const overlay = document.getElementById('overlay');
+const statusLabel = document.getElementById('status');
+const latencyLabel = document.getElementById('latency');
+const metaLabel = document.getElementById('meta');
+const unmuteButton = document.getElementById('unmute');
+const playButton = document.getElementById('play');
+
+const POLL_MS = 2000; // /streams.json: to start, to notice the broadcast leaving, to come back after "ended"
+const STALL_MS = 3000; // no playback progress for this long while playing counts as a stall
+const RESTART_AFTER_MS = 20000; // stalled this long while still live: start over with a fresh Hls
+const MAX_RETRY_MS = 8000;
+// Low latency without LL-HLS: ~2 target durations behind live, catch up at up to 1.5x speed.
+const HLS_CONFIG = {
+  liveSyncDurationCount: 2,
+  liveMaxLatencyDurationCount: 5,
+  maxLiveSyncPlaybackRate: 1.5,
+  enableWorker: true,
+  lowLatencyMode: false,
+};
+const WORDS = {
+  connecting: 'connecting…',
+  waiting: 'waiting for the broadcast to start',
+  live: 'live',
+  reconnecting: 'reconnecting…',
+  ended: 'the broadcast has ended',
+  unsupported: 'this browser cannot play live video',
+};
+
+const engine = Hls && Hls.isSupported() ? 'hls.js' : video.canPlayType('application/vnd.apple.mpegurl') ? 'native' : null;
+
+/** Read by automated browser tests; kept current. */
+const player = { state: 'connecting', hls: null, video, stream, engine, latency: null };
+window.onairPlayer = player;
+
+let listed = null; // in /streams.json at the last poll; null until the first answer
+let firstProbe = true;
+let endlist = false; // the playlist being played carries EXT-X-ENDLIST
+let progress = { time: -1, at: performance.now() };
+let retryTimer = 0;
+let retryDelay = 1000;
+let lastMediaRecovery = -Infinity;
+
+function setState(state) {
+  if (player.state === state) return;
+  player.state = state;
+  statusLabel.textContent = WORDS[state];
+  statusLabel.dataset.state = state;
+  overlay.textContent = WORDS[state];
+  overlay.hidden = state === 'live';
+  if (state === 'live') retryDelay = 1000;
+  updateUnmute();
+  updateLatency();
+}
+
+/** Offered only while there is something to hear. */
+function updateUnmute() {
+  unmuteButton.hidden = !video.muted || !(player.state === 'live' || player.state === 'reconnecting');
+}
+
+function play() {
+  const attempt = video.play();
+  if (!attempt) return;
+  attempt.then(
+    () => { playButton.hidden = true; },
+    (err) => { if (err && err.name === 'NotAllowedError') playButton.hidden = false; },
+  );
+}
+
+function stopPlayback() {
+  clearTimeout(retryTimer);
+  if (player.hls) {
+    player.hls.destroy();
+    player.hls = null;
+  }
+  if (engine === 'native' && video.getAttribute('src')) {
+    video.removeAttribute('src');
+    video.load();
+  }
+}
+
+function startPlayback() {
+  stopPlayback();
+  endlist = false;
+  progress = { time: -1, at: performance.now() };
+  setState('connecting');
+  if (engine === 'native') {
+    video.src = playlistUrl;
+    play();
+    return;
+  }
+  const hls = new Hls(HLS_CONFIG);
+  player.hls = hls;
+  hls.on(Hls.Events.MANIFEST_PARSED, () => play());
+  hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => { endlist = !data.details.live; });
+  hls.on(Hls.Events.ERROR, (_event, data) => onHlsError(hls, data));
+  hls.attachMedia(video);
+  hls.loadSource(playlistUrl);
+}
+
+function scheduleRetry(action) {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(action, retryDelay);
+  retryDelay = Math.min(retryDelay * 2, MAX_RETRY_MS);
+}
+
+function endBroadcast() {
+  clearTimeout(retryTimer);
+  if (player.hls) player.hls.stopLoad(); // keep the last frame; a new Hls is made when live again
+  setState('ended');
+}
+
+function atBufferEnd() {
+  const buffered = video.buffered;
+  return buffered.length === 0 || buffered.end(buffered.length - 1) - video.currentTime < 0.5;
+}
+
+function onHlsError(hls, data) {
+  if (hls !== player.hls || player.state === 'ended') return;
+  if (!data.fatal) {
+    if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR && player.state === 'live') setState('reconnecting');
+    return;
+  }
+  if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+    // A second media error soon after the first: the audio codec guess may be wrong.
+    const now = performance.now();
+    if (now - lastMediaRecovery < 3000) hls.swapAudioCodec();
+    lastMediaRecovery = now;
+    setState('reconnecting');
+    hls.recoverMediaError();
+    return;
+  }
+  if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && data.response && data.response.code === 404) {
+    stopPlayback(); // the playlist is gone: the poll loop starts again when there is a broadcast
+    setState(listed === false ? 'ended' : 'waiting');
+    return;
+  }
+  if (listed === false && atBufferEnd()) return endBroadcast();
+  setState('reconnecting');
+  if (data.type === Hls.ErrorTypes.NETWORK_ERROR && !/^manifest/i.test(data.details)) scheduleRetry(() => hls.startLoad());
+  else scheduleRetry(startPlayback);
+}
+
+/** Waiting or ended: start only when the stream is listed and its playlist is a live one (no ENDLIST). */
+async function probe() {
+  const first = firstProbe;
+  firstProbe = false;
+  if (!listed && !first) return;
+  let playlist = null;
+  try {
+    const response = await fetch(playlistUrl, { cache: 'no-store' });
+    if (response.ok) playlist = await response.text();
+  } catch {
+    return;
+  }
+  const finished = playlist !== null && playlist.includes('#EXT-X-ENDLIST');
+  if (listed && playlist !== null && !finished) return startPlayback();
+  if (listed) setState('waiting');
+  else setState(finished || player.state === 'ended' ? 'ended' : 'waiting');
+}
+
+function showMeta(info) {
+  if (!info) {
+    metaLabel.textContent = '';
+    return;
+  }
+  const parts = [];
+  if (info.video) parts.push(`${info.video.width}×${info.video.height}`);
+  const since = new Date(info.since);
+  if (!Number.isNaN(since.getTime())) parts.push(`since ${since.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`);
+  metaLabel.textContent = parts.join(' · ');
+}
+
+async function poll() {
+  try {
+    const response = await fetch('/streams.json', { cache: 'no-store' });
+    if (response.ok) {
+      const info = (await response.json()).streams.find((s) => s.stream === stream);
+      listed = Boolean(info);
+      showMeta(info);
+    }
+  } catch {
+    // The network blinked: decide again at the next poll.
+  }
+  const idle = player.state === 'waiting' || player.state === 'ended' || (player.state === 'connecting' && !player.hls && !video.getAttribute('src'));
+  if (idle && listed !== null) await probe();
+  setTimeout(poll, POLL_MS);
+}
+
+function updateLatency() {
+  const latency = player.hls && player.state === 'live' ? player.hls.latency : NaN;
+  player.latency = Number.isFinite(latency) ? latency : null;
+  latencyLabel.textContent = player.latency === null ? '' : `${player.latency.toFixed(1)} s behind live`;
+}
+
+/** Once a second: latency, and stall detection (hls.js rebuffers by itself; we name the state and decide "ended"). */
+function watchdog() {
+  updateLatency();
+  const playing = player.state === 'live' || player.state === 'reconnecting' || player.state === 'connecting';
+  if (!playing || !playButton.hidden || (video.paused && player.state === 'live')) return;
+  const stalledFor = performance.now() - progress.at;
+  if (stalledFor < STALL_MS) return;
+  if ((endlist || listed === false) && atBufferEnd()) return endBroadcast();
+  if (player.state === 'live') setState('reconnecting');
+  if (stalledFor > RESTART_AFTER_MS) startPlayback();
+}
+
+video.addEventListener('timeupdate', () => {
+  if (video.currentTime === progress.time) return;
+  progress = { time: video.currentTime, at: performance.now() };
+  if (!video.paused && (player.state === 'connecting' || player.state === 'reconnecting')) setState('live');
+});
+video.addEventListener('ended', () => {
+  if (player.state !== 'waiting' && player.state !== 'ended') endBroadcast();
+});
+video.addEventListener('error', () => {
+  // hls.js reports its own errors; this is the native engine's only signal.
+  if (engine !== 'native' || player.state === 'ended' || player.state === 'waiting') return;
+  setState('reconnecting');
+  scheduleRetry(startPlayback);
+});
+video.addEventListener('volumechange', updateUnmute);
+unmuteButton.addEventListener('click', () => {
+  video.muted = false;
+  if (video.volume === 0) video.volume = 1;
+  if (video.paused) play();
+});
+playButton.addEventListener('click', () => {
+  playButton.hidden = true;
+  play();
+});
+
+// Autoplay is only allowed muted; the unmute button is one tap away.
+video.muted = true;
+if (engine === null) {
+  setState('unsupported');
+} else {
+  poll();
+  setInterval(watchdog, 1000);
+}

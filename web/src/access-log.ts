@@ -1,0 +1,51 @@
+import type { BlockList } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { resolveClientIp, type AccessRecord, type RequestKind } from '../../common/src/access-record.ts';
+import type { Logger } from '../../common/src/logger.ts';
+
+/**
+ * Where access records go. Today one pino line each; a Fluent forward sink will sit behind the
+ * same interface, so request handling never knows how records travel.
+ */
+export interface AccessLog {
+  write(record: AccessRecord): void;
+}
+
+export function createPinoAccessLog(logger: Logger): AccessLog {
+  return { write: (record) => logger.info({ access: record }, 'access') };
+}
+
+/** Long made-up URLs must not turn into huge log lines. */
+const MAX_LOGGED_PATH = 2048;
+
+export interface CompletedRequest {
+  req: IncomingMessage;
+  /** Request path without the query string, as received. */
+  path: string;
+  /** From describePath(path). */
+  stream: string | null;
+  kind: RequestKind;
+  status: number;
+  bytes: number;
+  durationMs: number;
+  finishedAt: Date;
+}
+
+/** One DESIGN.md access record for a request this replica served. */
+export function buildAccessRecord(done: CompletedRequest, instance: string, trustList: BlockList): AccessRecord {
+  const userAgent = done.req.headers['user-agent'];
+  return {
+    '@timestamp': done.finishedAt.toISOString(),
+    stream: done.stream,
+    kind: done.kind,
+    client_ip: resolveClientIp(done.req.socket.remoteAddress, done.req.headers['x-forwarded-for'], trustList),
+    method: done.req.method ?? '',
+    path: done.path.length > MAX_LOGGED_PATH ? done.path.slice(0, MAX_LOGGED_PATH) : done.path,
+    status: done.status,
+    bytes: done.bytes,
+    duration_ms: Math.round(done.durationMs * 1000) / 1000,
+    tier: 'web',
+    instance,
+    user_agent: typeof userAgent === 'string' ? userAgent : '',
+  };
+}

@@ -1,0 +1,54 @@
+import os from 'node:os';
+import { z } from 'zod';
+import { createTrustList } from '../../common/src/access-record.ts';
+import { DEFAULT_MEDIA_DIR, env, parseEnv } from '../../common/src/config.ts';
+
+/** Comma list of IPs/CIDRs; checked here so a typo fails at start-up, not at the first request. */
+const trustedProxies = z
+  .string()
+  .default('127.0.0.1,::1')
+  .transform((value) => value.split(',').map((entry) => entry.trim()).filter(Boolean))
+  .superRefine((entries, ctx) => {
+    try {
+      createTrustList(entries);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+
+export const webConfigSchema = z.object({
+  WEB_PORT: env.port(3001),
+  WEB_HOST: env.host('0.0.0.0'),
+  MEDIA_DIR: env.dir(DEFAULT_MEDIA_DIR),
+  INSTANCE: z.string().optional(),
+  TRUSTED_PROXIES: trustedProxies,
+  MEDIA_CACHE_MB: env.nonNegativeInt(256),
+  LOG_LEVEL: env.logLevel(),
+  SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
+});
+
+export interface WebConfig {
+  port: number;
+  host: string;
+  mediaDir: string;
+  /** Which replica this is, in access records and metrics. */
+  instance: string;
+  trustedProxies: string[];
+  mediaCacheBytes: number;
+  logLevel: z.infer<typeof webConfigSchema>['LOG_LEVEL'];
+  shutdownTimeoutMs: number;
+}
+
+export function loadWebConfig(environment: NodeJS.ProcessEnv = process.env): WebConfig {
+  const e = parseEnv('web', webConfigSchema, environment);
+  return {
+    port: e.WEB_PORT,
+    host: e.WEB_HOST,
+    mediaDir: e.MEDIA_DIR,
+    instance: e.INSTANCE || `web-${os.hostname()}-${e.WEB_PORT}`,
+    trustedProxies: e.TRUSTED_PROXIES,
+    mediaCacheBytes: e.MEDIA_CACHE_MB * 1024 * 1024,
+    logLevel: e.LOG_LEVEL,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}

@@ -1,0 +1,155 @@
+import { open } from 'node:fs/promises';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { MEDIA_CONTENT_TYPES } from '../../common/src/media-layout.ts';
+import type { Logger } from '../../common/src/logger.ts';
+import { parseByteRange } from './byte-range.ts';
+import { loadMediaFile, loadPlaylist, mediaFilePath, type LoadedFile } from './media-files.ts';
+import { parseMediaPath, type MediaRequest } from './media-path.ts';
+import type { WebMetrics } from './metrics.ts';
+import { PlaylistCache } from './playlist-cache.ts';
+import type { SegmentCache } from './segment-cache.ts';
+import { SingleFlight } from './single-flight.ts';
+import { sendText } from './responses.ts';
+
+/** DESIGN.md: segment names are never reused, so a segment can be cached forever anywhere. */
+const SEGMENT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
+/** Revalidate every time: a playlist must never be older than half a target duration. */
+const PLAYLIST_CACHE_CONTROL = 'no-cache';
+
+/**
+ * GET|HEAD /live/<stream>/<file>: the hot path, a plain node handler (no express) answering from
+ * memory whenever it can. The path is validated before the file system is touched.
+ */
+export function createMediaHandler(options: { mediaDir: string; segmentCache: SegmentCache; metrics: WebMetrics; logger: Logger }) {
+  const { mediaDir, segmentCache, metrics, logger } = options;
+  const segmentReads = new SingleFlight<LoadedFile | null>();
+  // Both caches are keyed by the file's absolute path, built only from validated names.
+  const playlists = new PlaylistCache(loadPlaylist);
+
+  const fail = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, err: unknown): void => {
+    logger.error({ err, stream: media.stream, file: media.file }, 'could not read media file');
+    if (res.headersSent) res.destroy();
+    else sendText(req, res, 500, 'could not read the file\n');
+  };
+
+  const servePlaylist = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, file: string): void => {
+    const fresh = playlists.peek(file);
+    if (fresh !== undefined) {
+      metrics.playlistCacheHits.inc();
+      sendMedia(req, res, media, fresh);
+      return;
+    }
+    metrics.playlistCacheMisses.inc();
+    playlists
+      .get(file)
+      .then((body) => sendMedia(req, res, media, body))
+      .catch((err: unknown) => fail(req, res, media, err));
+  };
+
+  const serveSegment = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, file: string): void => {
+    const cached = segmentCache.get(file);
+    if (cached !== undefined) {
+      metrics.segmentCacheHits.inc();
+      sendMedia(req, res, media, cached);
+      return;
+    }
+    metrics.segmentCacheMisses.inc();
+    segmentReads
+      .run(file, async () => {
+        const loaded = await loadMediaFile(file);
+        if (loaded?.kind === 'buffer') segmentCache.set(file, loaded.data);
+        return loaded;
+      })
+      .then((loaded) => {
+        if (loaded?.kind === 'large') return streamLargeFile(req, res, media, file);
+        sendMedia(req, res, media, loaded?.data ?? null);
+      })
+      .catch((err: unknown) => fail(req, res, media, err));
+  };
+
+  return function handleMedia(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const parsed = parseMediaPath(path);
+    if (!parsed.ok) {
+      logger.debug({ path, reason: parsed.reason }, 'media path refused');
+      sendText(req, res, parsed.status, parsed.status === 400 ? 'bad request\n' : 'not found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendText(req, res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
+      return;
+    }
+    const media = parsed.media;
+    const file = mediaFilePath(mediaDir, media);
+    if (media.kind === 'playlist') servePlaylist(req, res, media, file);
+    else serveSegment(req, res, media, file);
+  };
+}
+
+function mediaHeaders(media: MediaRequest): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {
+    'content-type': MEDIA_CONTENT_TYPES[media.ext] ?? 'application/octet-stream',
+    'cache-control': media.kind === 'playlist' ? PLAYLIST_CACHE_CONTROL : SEGMENT_CACHE_CONTROL,
+    'access-control-allow-origin': '*',
+  };
+  if (media.kind === 'segment') headers['accept-ranges'] = 'bytes';
+  return headers;
+}
+
+/** Answers with `body` (null: the file does not exist), honouring a single Range on segments. */
+function sendMedia(req: IncomingMessage, res: ServerResponse, media: MediaRequest, body: Buffer | null): void {
+  if (body === null) {
+    sendText(req, res, 404, 'not found\n');
+    return;
+  }
+  const headers = mediaHeaders(media);
+  const range = media.kind === 'segment' ? parseByteRange(req.headers.range, body.length) : null;
+  if (range === 'unsatisfiable') {
+    sendText(req, res, 416, 'range not satisfiable\n', { 'content-range': `bytes */${body.length}` });
+    return;
+  }
+  let status = 200;
+  let part = body;
+  if (range !== null) {
+    status = 206;
+    part = body.subarray(range.start, range.end + 1);
+    headers['content-range'] = `bytes ${range.start}-${range.end}/${body.length}`;
+  }
+  headers['content-length'] = part.length;
+  res.writeHead(status, headers);
+  if (req.method === 'HEAD') res.end();
+  else res.end(part);
+}
+
+/** Files too big to hold in memory: streamed from one open handle (a rename cannot swap it mid-way). */
+async function streamLargeFile(req: IncomingMessage, res: ServerResponse, media: MediaRequest, file: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch {
+    sendText(req, res, 404, 'not found\n');
+    return;
+  }
+  try {
+    const { size } = await handle.stat();
+    const headers = mediaHeaders(media);
+    const range = parseByteRange(req.headers.range, size);
+    if (range === 'unsatisfiable') {
+      sendText(req, res, 416, 'range not satisfiable\n', { 'content-range': `bytes */${size}` });
+      return;
+    }
+    const start = range?.start ?? 0;
+    const end = range?.end ?? size - 1;
+    if (range) headers['content-range'] = `bytes ${start}-${end}/${size}`;
+    headers['content-length'] = end - start + 1;
+    res.writeHead(range ? 206 : 200, headers);
+    if (req.method === 'HEAD' || size === 0) {
+      res.end();
+      return;
+    }
+    // A client that goes away mid-file ends the pipeline; there is nothing left to answer.
+    await pipeline(handle.createReadStream({ start, end, autoClose: false }), res).catch(() => res.destroy());
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,44 @@
+import { classifyMediaFile, type MediaFileKind } from '../../common/src/media-layout.ts';
+import { isStreamName } from '../../common/src/stream-name.ts';
+
+/** A request for one file under MEDIA_DIR/live, validated before anything touches the file system. */
+export interface MediaRequest {
+  stream: string;
+  file: string;
+  kind: MediaFileKind;
+  /** File extension, the key into MEDIA_CONTENT_TYPES. */
+  ext: string;
+}
+
+export type MediaPathResult = { ok: true; media: MediaRequest } | { ok: false; status: 400 | 404; reason: string };
+
+export const LIVE_PREFIX = '/live/';
+
+/** The path part of a request target, without the query string. */
+export function stripQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/**
+ * Parses the raw (undecoded) path of a `/live/...` request.
+ * Names of streams and media files only use [a-z0-9_.-], so a legitimate request never needs
+ * percent-encoding, a backslash or a dot-segment: any of those is refused as 400 without decoding
+ * (decoding first is how `%2e%2e%2f` slips past a check). Anything else that is not exactly
+ * `/live/<stream>/<media file>` is 404.
+ */
+export function parseMediaPath(path: string): MediaPathResult {
+  if (!path.startsWith(LIVE_PREFIX)) return { ok: false, status: 404, reason: 'not a media path' };
+  if (path.includes('%')) return { ok: false, status: 400, reason: 'percent-encoding in media path' };
+  if (path.includes('\\')) return { ok: false, status: 400, reason: 'backslash in media path' };
+  if (path.includes('//')) return { ok: false, status: 400, reason: 'empty path segment' };
+  if (path.includes('..')) return { ok: false, status: 400, reason: 'dot-dot in media path' };
+  if (/[\x00-\x20\x7f]/.test(path)) return { ok: false, status: 400, reason: 'control character in media path' };
+  const parts = path.slice(LIVE_PREFIX.length).split('/');
+  if (parts.length !== 2) return { ok: false, status: 404, reason: 'not /live/<stream>/<file>' };
+  const [stream, file] = parts as [string, string];
+  if (!isStreamName(stream)) return { ok: false, status: 404, reason: 'not a stream name' };
+  const kind = classifyMediaFile(file);
+  if (kind === null) return { ok: false, status: 404, reason: 'not a media file name' };
+  return { ok: true, media: { stream, file, kind, ext: file.slice(file.lastIndexOf('.') + 1) } };
+}

@@ -1,0 +1,79 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { isStreamName } from '../../common/src/stream-name.ts';
+import type { Logger } from '../../common/src/logger.ts';
+import type { Asset } from './assets.ts';
+import type { LiveStreams } from './live-streams.ts';
+import { renderIndexPage, renderNotFoundPage, renderWatchPage } from './pages.ts';
+
+/**
+ * Pages, the stream list and browser assets: low-rate requests where express's convenience is
+ * worth its cost. Media (/live/...) never reaches this app.
+ */
+const PAGE_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
+export function createPagesApp(options: { liveStreams: LiveStreams; assets: Map<string, Asset>; logger: Logger }): express.Express {
+  const { liveStreams, assets, logger } = options;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use((req, res, next) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return next();
+    res.set('allow', 'GET, HEAD').status(405).type('text/plain').send('method not allowed\n');
+  });
+
+  const sendPage = (res: Response, status: number, html: string): void => {
+    res.status(status).set(PAGE_HEADERS).set('cache-control', status === 200 ? 'no-cache' : 'no-store').type('html').send(html);
+  };
+
+  app.get('/', (_req, res) => sendPage(res, 200, renderIndexPage(liveStreams.list())));
+
+  app.get('/streams.json', (_req, res) => {
+    res.set('cache-control', 'no-cache').json({ streams: liveStreams.list() });
+  });
+
+  app.get('/watch/:stream', (req, res) => {
+    const stream = req.params.stream;
+    if (!isStreamName(stream)) return sendPage(res, 404, renderNotFoundPage('There is no stream by that name.'));
+    sendPage(res, 200, renderWatchPage(stream));
+  });
+
+  app.get('/assets/:name', (req, res) => {
+    const asset = assets.get(req.params.name);
+    if (!asset) return void res.status(404).set('cache-control', 'no-store').type('text/plain').send('not found\n');
+    const gzip = req.acceptsEncodings('gzip', 'identity') === 'gzip';
+    // Revalidated on every page load (a new deploy shows at once), answered with 304 when unchanged.
+    res.set({
+      'content-type': asset.contentType,
+      'cache-control': 'no-cache',
+      etag: gzip ? `${asset.etag.slice(0, -1)}-gz"` : asset.etag,
+      vary: 'Accept-Encoding',
+      'x-content-type-options': 'nosniff',
+    });
+    if (gzip) res.set('content-encoding', 'gzip');
+    res.send(gzip ? asset.gzip : asset.body); // express answers 304 itself when the ETag matches
+  });
+
+  app.use((_req, res) => sendPage(res, 404, renderNotFoundPage('There is nothing at this address.')));
+
+  // Malformed URLs (bad percent-encoding) arrive here as 400s from the router; anything else is a bug.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const status = httpStatusOf(err);
+    if (status >= 500) logger.error({ err, path: req.path }, 'page request failed');
+    else logger.debug({ err: String(err), path: req.originalUrl }, 'page request refused');
+    if (res.headersSent) return void res.destroy();
+    res.status(status).set('cache-control', 'no-store').type('text/plain').send(status >= 500 ? 'internal error\n' : 'bad request\n');
+  });
+
+  return app;
+}
+
+function httpStatusOf(err: unknown): number {
+  const status = (err as { status?: unknown; statusCode?: unknown } | null)?.status ?? (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
+}

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError } from '../../common/src/config.ts';
+import { loadWebConfig } from '../src/config.ts';
+
+describe('loadWebConfig', () => {
+  it('has working defaults', () => {
+    const config = loadWebConfig({});
+    assert.equal(config.port, 3001);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.mediaDir, path.resolve('var/media'));
+    assert.equal(config.instance, `web-${os.hostname()}-3001`);
+    assert.deepEqual(config.trustedProxies, ['127.0.0.1', '::1']);
+    assert.equal(config.mediaCacheBytes, 256 * 1024 * 1024);
+    assert.equal(config.logLevel, 'info');
+    assert.equal(config.shutdownTimeoutMs, 10_000);
+  });
+
+  it('reads every variable', () => {
+    const config = loadWebConfig({
+      WEB_PORT: '3002',
+      WEB_HOST: '127.0.0.1',
+      MEDIA_DIR: '/srv/media',
+      INSTANCE: 'web-b',
+      TRUSTED_PROXIES: ' 10.0.0.0/8, fd00::/8 ',
+      MEDIA_CACHE_MB: '16',
+      LOG_LEVEL: 'warn',
+      SHUTDOWN_TIMEOUT_MS: '2000',
+    });
+    assert.deepEqual(config, {
+      port: 3002,
+      host: '127.0.0.1',
+      mediaDir: '/srv/media',
+      instance: 'web-b',
+      trustedProxies: ['10.0.0.0/8', 'fd00::/8'],
+      mediaCacheBytes: 16 * 1024 * 1024,
+      logLevel: 'warn',
+      shutdownTimeoutMs: 2000,
+    });
+  });
+
+  it('an empty TRUSTED_PROXIES trusts nobody; the default instance follows the port', () => {
+    const config = loadWebConfig({ TRUSTED_PROXIES: '', WEB_PORT: '3003' });
+    assert.deepEqual(config.trustedProxies, []);
+    assert.equal(config.instance, `web-${os.hostname()}-3003`);
+  });
+
+  it('reports every problem at once, by variable name', () => {
+    assert.throws(
+      () => loadWebConfig({ WEB_PORT: 'http', TRUSTED_PROXIES: '10.0.0.0/40', MEDIA_CACHE_MB: '-1', LOG_LEVEL: 'loud' }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        for (const name of ['WEB_PORT', 'TRUSTED_PROXIES', 'MEDIA_CACHE_MB', 'LOG_LEVEL']) assert.match(err.message, new RegExp(name));
+        return true;
+      },
+    );
+  });
+});
