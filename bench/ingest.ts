@@ -1,0 +1,52 @@
+/**
+ * Ingest figures on this machine: CPU seconds per minute of one 720p30 ~2.5 Mbit/s stream
+ * (ingest's node process and its ffmpeg muxer, measured from /proc), time from the publisher's
+ * start to the first playlist with a segment, and from a clean stop to EXT-X-ENDLIST.
+ */
+import { readFile } from 'node:fs/promises';
+import { sleep, waitFor } from '../common/testing/processes.ts';
+import { createStream, ingestStreams, publish, startStack, viewPlaylist } from '../common/testing/stack.ts';
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime + stime
+}
+
+export async function benchIngest(seconds = Number(process.env.BENCH_INGEST_SECONDS ?? 60)): Promise<Record<string, number>> {
+  const stack = await startStack();
+  try {
+    const key = await createStream(stack, 'bench');
+    const started = Date.now();
+    const publisher = publish(stack.publishUrl('bench', key), { width: 1280, height: 720, fps: 30, videoKbps: 2500, keyframeSeconds: 1, clock: true });
+    await waitFor('first segment', async () => viewPlaylist(await stack.readPlaylist('bench')).segments.length > 0, 30_000, 20);
+    const firstPlaylistMs = Date.now() - started;
+    const status = await waitFor('muxer pid', async () => (await ingestStreams(stack)).find((s) => s.muxer?.pid));
+    const muxerPid = status.muxer.pid as number;
+    await sleep(2000);
+    const ingest0 = await cpuSeconds(stack.ingest.pid);
+    const muxer0 = await cpuSeconds(muxerPid);
+    const t0 = Date.now();
+    await sleep(seconds * 1000);
+    const ingest1 = await cpuSeconds(stack.ingest.pid);
+    const muxer1 = await cpuSeconds(muxerPid);
+    const minutes = (Date.now() - t0) / 60_000;
+    const bitrate = (await ingestStreams(stack)).find((s) => s.stream === 'bench')?.bitrateKbps ?? 0;
+    const stopAt = Date.now();
+    await publisher.stop();
+    await waitFor('ENDLIST', async () => viewPlaylist(await stack.readPlaylist('bench')).ended, 20_000, 5);
+    const endlistMs = Date.now() - stopAt;
+    return {
+      inputKbps: bitrate,
+      firstPlaylistMs,
+      ingestNodeCpuSecondsPerMinute: (ingest1 - ingest0) / minutes,
+      muxerCpuSecondsPerMinute: (muxer1 - muxer0) / minutes,
+      ingestTotalCpuSecondsPerMinute: (ingest1 - ingest0 + muxer1 - muxer0) / minutes,
+      publisherStopToEndlistMs: endlistMs,
+    };
+  } finally {
+    await stack.stop();
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * `npm run bench`: figures and ratios for this machine, printed, never asserted (timings on a
+ * shared 2-core machine are noisy). BENCH=ingest,delivery selects benchmarks.
+ */
+import { benchIngest } from './ingest.ts';
+import { benchLatency } from './latency.ts';
+
+const selected = new Set((process.env.BENCH ?? 'ingest,latency').split(','));
+const results: Record<string, Record<string, number>> = {};
+
+if (selected.has('ingest')) {
+  console.log('ingest: one 720p30 ~2.5 Mbit/s publisher, 1 s keyframes …');
+  results.ingest = await benchIngest();
+  console.table(results.ingest);
+}
+if (selected.has('latency')) {
+  console.log('latency: Chromium through the proxy, 720p30, 1 s keyframes; screenshots in test-artifacts/latency-*.png …');
+  results.latency = await benchLatency();
+  console.table(results.latency);
+}
+console.log(JSON.stringify({ machine: { node: process.version, cpus: (await import('node:os')).cpus().length }, results }, null, 2));

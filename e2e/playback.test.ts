@@ -1,0 +1,118 @@
+/**
+ * A viewer in a real browser: headless Chromium opens /watch/<stream> through the proxy and the
+ * video plays (currentTime advances ≥ 5 s, no fatal hls.js error); the page says when the
+ * broadcast ends and picks it up again without a reload.
+ */
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { REPO_ROOT, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
+import { createStream, publish, startStack, type Stack } from '../common/testing/stack.ts';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
+
+let stack: Stack;
+let browser: Browser;
+let key: string;
+const publishers: ManagedProcess[] = [];
+
+before(async () => {
+  await mkdir(ARTIFACTS, { recursive: true });
+  stack = await startStack({ webReplicas: 3, proxy: true });
+  key = await createStream(stack, 'town-hall');
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  for (const p of publishers) await p.stop();
+  await stack?.stop();
+});
+
+interface PlayerView {
+  state: string;
+  currentTime: number;
+  latency: number | null;
+  fatal: string[];
+  marker: unknown;
+}
+
+async function playerView(page: Page): Promise<PlayerView> {
+  return page.evaluate(() => {
+    const w = window as unknown as { onairPlayer?: { state: string; video: HTMLVideoElement; hls?: { latency?: number } }; __fatal?: string[]; __marker?: unknown };
+    return {
+      state: w.onairPlayer?.state ?? 'missing',
+      currentTime: w.onairPlayer?.video?.currentTime ?? 0,
+      latency: typeof w.onairPlayer?.hls?.latency === 'number' ? w.onairPlayer.hls.latency : null,
+      fatal: w.__fatal ?? [],
+      marker: w.__marker,
+    };
+  });
+}
+
+test('video plays in Chromium through the proxy, ends, and resumes without a reload', async () => {
+  const first = publish(stack.publishUrl('town-hall', key), { width: 640, height: 360, fps: 25, videoKbps: 800, clock: true, label: 'onair e2e' });
+  publishers.push(first);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const consoleErrors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  try {
+    await page.goto(`${stack.proxyUrl}/watch/town-hall`);
+    // Record fatal hls.js errors from whichever Hls instance the page is using.
+    await page.evaluate(() => {
+      const w = window as unknown as { __fatal: string[]; __marker: number; __hooked?: unknown; onairPlayer?: { hls?: { on: (e: string, f: (ev: string, d: { fatal: boolean; details: string }) => void) => void } } };
+      w.__fatal = [];
+      w.__marker = 42;
+      setInterval(() => {
+        const hls = w.onairPlayer?.hls;
+        if (hls && w.__hooked !== hls) {
+          w.__hooked = hls;
+          hls.on('hlsError', (_e, data) => {
+            if (data.fatal) w.__fatal.push(data.details);
+          });
+        }
+      }, 50);
+    });
+    const start = await waitFor('playback to start', async () => {
+      const v = await playerView(page);
+      return v.currentTime > 0.2 ? v : undefined;
+    }, 30_000, 200);
+    const playing = await waitFor('currentTime to advance by 5 s', async () => {
+      const v = await playerView(page);
+      return v.currentTime >= start.currentTime + 5 ? v : undefined;
+    }, 30_000, 250);
+    assert.equal(playing.state, 'live');
+    assert.deepEqual(playing.fatal, [], 'no fatal hls.js error');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'playback.png') });
+    console.log(`# playing: currentTime ${playing.currentTime.toFixed(1)} s, hls.js latency ${playing.latency?.toFixed(2)} s`);
+
+    await first.stop(); // OBS "Stop Streaming": a clean end
+    await waitFor('the page to say the broadcast ended', async () => (await playerView(page)).state === 'ended', 30_000, 250);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'ended.png') });
+
+    const second = publish(stack.publishUrl('town-hall', key), { width: 640, height: 360, fps: 25, videoKbps: 800, clock: true, label: 'onair e2e again' });
+    publishers.push(second);
+    const resumed = await waitFor('playback to resume', async () => {
+      const v = await playerView(page);
+      return v.state === 'live' && v.currentTime > 1 ? v : undefined;
+    }, 40_000, 250);
+    assert.equal(resumed.marker, 42, 'same page: no reload');
+    assert.deepEqual(resumed.fatal, []);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'resumed.png') });
+  } catch (err) {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'playback-failure.png') }).catch(() => undefined);
+    (err as Error).message += `\nbrowser console errors: ${consoleErrors.join('\n')}\n${stack.diagnostics()}`;
+    throw err;
+  } finally {
+    await page.close();
+  }
+});
