@@ -1,7 +1,7 @@
 /**
  * Ingest figures on this machine: CPU seconds per minute of one 720p30 ~2.5 Mbit/s stream
  * (ingest's node process and its ffmpeg muxer, measured from /proc), time from the publisher's
- * start to the first playlist with a segment, and from a clean stop to EXT-X-ENDLIST.
+ * start to the first playlist with a segment (on disk, and through proxy + web), and from a clean stop to EXT-X-ENDLIST.
  */
 import { readFile } from 'node:fs/promises';
 import { sleep, waitFor } from '../common/testing/processes.ts';
@@ -16,13 +16,18 @@ async function cpuSeconds(pid: number): Promise<number> {
 }
 
 export async function benchIngest(seconds = Number(process.env.BENCH_INGEST_SECONDS ?? 60)): Promise<Record<string, number>> {
-  const stack = await startStack();
+  const stack = await startStack({ webReplicas: 3, proxy: true });
   try {
     const key = await createStream(stack, 'bench');
     const started = Date.now();
     const publisher = publish(stack.publishUrl('bench', key), { width: 1280, height: 720, fps: 30, videoKbps: 2500, keyframeSeconds: 1, clock: true });
-    await waitFor('first segment', async () => viewPlaylist(await stack.readPlaylist('bench')).segments.length > 0, 30_000, 20);
-    const firstPlaylistMs = Date.now() - started;
+    await waitFor('first segment on disk', async () => viewPlaylist(await stack.readPlaylist('bench')).segments.length > 0, 30_000, 10);
+    const firstPlaylistOnDiskMs = Date.now() - started;
+    await waitFor('first segment through the proxy', async () => {
+      const res = await fetch(`${stack.proxyUrl}/live/bench/index.m3u8`);
+      return res.ok && viewPlaylist(await res.text()).segments.length > 0;
+    }, 30_000, 10);
+    const firstPlaylistThroughProxyMs = Date.now() - started;
     const status = await waitFor('muxer pid', async () => (await ingestStreams(stack)).find((s) => s.muxer?.pid));
     const muxerPid = status.muxer.pid as number;
     await sleep(2000);
@@ -40,7 +45,8 @@ export async function benchIngest(seconds = Number(process.env.BENCH_INGEST_SECO
     const endlistMs = Date.now() - stopAt;
     return {
       inputKbps: bitrate,
-      firstPlaylistMs,
+      firstPlaylistOnDiskMs,
+      firstPlaylistThroughProxyMs,
       ingestNodeCpuSecondsPerMinute: (ingest1 - ingest0) / minutes,
       muxerCpuSecondsPerMinute: (muxer1 - muxer0) / minutes,
       ingestTotalCpuSecondsPerMinute: (ingest1 - ingest0 + muxer1 - muxer0) / minutes,

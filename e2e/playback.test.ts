@@ -116,3 +116,48 @@ test('video plays in Chromium through the proxy, ends, and resumes without a rel
     await page.close();
   }
 });
+
+test('a publisher that drops and reconnects: the same player keeps playing across the discontinuity', async () => {
+  const streamKey = await createStream(stack, 'field-report');
+  const options = { width: 640, height: 360, fps: 25, videoKbps: 800, clock: true, label: 'reconnect' } as const;
+  const first = publish(stack.publishUrl('field-report', streamKey), options);
+  publishers.push(first);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  try {
+    await page.goto(`${stack.proxyUrl}/watch/field-report`);
+    await waitFor('playback to start', async () => (await playerView(page)).currentTime > 2, 30_000, 200);
+    await page.evaluate(() => {
+      const w = window as unknown as { __hlsAtStart: unknown; __fatal: string[]; onairPlayer: { hls: { on: (e: string, f: (ev: string, d: { fatal: boolean; details: string }) => void) => void } } };
+      w.__hlsAtStart = w.onairPlayer.hls;
+      w.__fatal = [];
+      w.onairPlayer.hls.on('hlsError', (_e, data) => {
+        if (data.fatal) w.__fatal.push(data.details);
+      });
+    });
+    first.kill('SIGKILL'); // the connection drops: no deleteStream, OBS would reconnect
+    await first.exited;
+    const droppedAt = (await playerView(page)).currentTime;
+    const second = publish(stack.publishUrl('field-report', streamKey), options);
+    publishers.push(second);
+    const after = await waitFor('playback past the join', async () => {
+      const v = await playerView(page);
+      return v.currentTime > droppedAt + 6 ? v : undefined;
+    }, 40_000, 250);
+    const sameInstance = await page.evaluate(() => {
+      const w = window as unknown as { __hlsAtStart: unknown; onairPlayer: { hls: unknown } };
+      return w.__hlsAtStart === w.onairPlayer.hls;
+    });
+    assert.ok(sameInstance, 'the player did not need a new hls.js instance');
+    assert.deepEqual(after.fatal, [], 'no fatal hls.js error across the discontinuity');
+    assert.equal(after.state, 'live');
+    const playlist = await stack.readPlaylist('field-report');
+    assert.ok(playlist.includes('#EXT-X-DISCONTINUITY') || /#EXT-X-DISCONTINUITY-SEQUENCE:[1-9]/.test(playlist));
+    await page.screenshot({ path: path.join(ARTIFACTS, 'reconnected.png') });
+  } catch (err) {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'reconnect-failure.png') }).catch(() => undefined);
+    (err as Error).message += `\n${stack.diagnostics()}`;
+    throw err;
+  } finally {
+    await page.close();
+  }
+});
