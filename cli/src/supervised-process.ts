@@ -22,6 +22,11 @@ export interface SupervisedOptions {
 
 const LEVELS: Record<string, string> = { warn: 'WARN ', error: 'ERROR', fatal: 'FATAL' };
 
+/** ffmpeg prints its output URL in errors; a stream secret must not reach logs or the terminal. */
+export function redactSecrets(text: string): string {
+  return text.replace(/([?&]key=)[A-Za-z0-9_-]+/g, '$1***');
+}
+
 export function humanLogLine(name: string, line: string): string | null {
   if (!line.startsWith('{')) return `[${name}] ${line}`;
   try {
@@ -62,8 +67,8 @@ export class SupervisedProcess {
     const startedAt = Date.now();
     let partial = '';
     const onData = (chunk: Buffer): void => {
-      this.log.write(chunk);
-      const text = partial + chunk.toString('utf8');
+      const text = partial + redactSecrets(chunk.toString('utf8'));
+      this.log.write(text.slice(partial.length));
       const lines = text.split('\n');
       partial = lines.pop() ?? '';
       for (const line of lines) {
