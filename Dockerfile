@@ -15,9 +15,12 @@ COPY ingest ./ingest
 COPY web ./web
 COPY proxy ./proxy
 COPY cli ./cli
+COPY monitoring ./monitoring
 
-# Named volumes take the ownership of these folders on first mount.
-RUN mkdir -p /var/lib/onair/media /var/lib/onair/data && chown -R node:node /var/lib/onair
+# Named volumes take the ownership of these folders on first mount (docker-compose mounts
+# media, data, spool (web/proxy: access records spilled while fluentd is away) and monitoring).
+RUN mkdir -p /var/lib/onair/media /var/lib/onair/data /var/lib/onair/spool /var/lib/onair/monitoring \
+ && chown -R node:node /var/lib/onair
 ENV MEDIA_DIR=/var/lib/onair/media \
     DATA_DIR=/var/lib/onair/data \
     NODE_ENV=production

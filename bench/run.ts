@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: figures and ratios for this machine, printed, never asserted (timings on a
- * shared 2-core machine are noisy). BENCH=ingest,delivery selects benchmarks.
+ * shared 2-core machine are noisy). BENCH=ingest,latency,shipping selects benchmarks (default: ingest,latency).
  */
 import { benchIngest } from './ingest.ts';
 import { benchLatency } from './latency.ts';
@@ -17,5 +17,9 @@ if (selected.has('latency')) {
   console.log('latency: Chromium through the proxy, 720p30, 1 s keyframes; screenshots in test-artifacts/latency-*.png …');
   results.latency = await benchLatency();
   console.table(results.latency);
+}
+if (selected.has('shipping')) {
+  console.log('shipping: access records to a Fluent receiver in another process, with acks (COUNT records) …');
+  await import('./record-shipping.ts'); // prints its own table
 }
 console.log(JSON.stringify({ machine: { node: process.version, cpus: (await import('node:os')).cpus().length }, results }, null, 2));

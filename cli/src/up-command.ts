@@ -1,8 +1,8 @@
 /**
  * `onair up`: the whole stack as local processes with embedded defaults — ingest, three web
- * replicas, the proxy — plus a demo publisher, so a newcomer sees a live picture within a minute.
- * Ctrl-C stops everything it started, in order: demo publisher, ingest (ends broadcasts
- * cleanly), proxy, web replicas.
+ * replicas, the proxy, monitoring (embedded database, Fluent receiver) — plus a demo publisher,
+ * so a newcomer sees a live picture within a minute. Ctrl-C stops everything it started, in
+ * order: demo publisher, ingest (ends broadcasts cleanly), proxy, web replicas, monitoring.
  */
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -54,6 +54,8 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
   const rtmpPort = num(env, 'RTMP_PORT', 1935);
   const controlPort = num(env, 'CONTROL_PORT', 8001);
   const proxyPort = num(env, 'PROXY_PORT', 8080);
+  const monitoringPort = num(env, 'MONITORING_PORT', 9000);
+  const fluentPort = num(env, 'FLUENT_RECEIVER_PORT', 24224);
   const webPorts = (env.WEB_PORTS || '3001,3002,3003').split(',').map((p, i) => num({ p }, 'p', 3001 + i));
   const ffmpegPath = env.FFMPEG_PATH || 'ffmpeg';
   const host = 'localhost';
@@ -85,11 +87,21 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
       restart: true,
     });
 
+  // Access records go from web and proxy to monitoring, the Fluent receiver of local mode.
+  const shipping = { FLUENT_HOST: '127.0.0.1', FLUENT_PORT: String(fluentPort) };
+  const monitoring = node('monitoring', 'monitoring', {
+    MONITORING_PORT: String(monitoringPort),
+    MONITORING_HOST: '127.0.0.1',
+    FLUENT_RECEIVER_PORT: String(fluentPort),
+    PROXY_URL: `http://127.0.0.1:${proxyPort}`,
+  });
   const ingest = node('ingest', 'ingest', { RTMP_PORT: String(rtmpPort), CONTROL_PORT: String(controlPort) });
-  const webs = webPorts.map((port, i) => node(`web-${i + 1}`, 'web', { WEB_PORT: String(port), INSTANCE: `web-${i + 1}` }));
+  const webs = webPorts.map((port, i) => node(`web-${i + 1}`, 'web', { WEB_PORT: String(port), INSTANCE: `web-${i + 1}`, ...shipping }));
   const proxy = node('proxy', 'proxy', {
     PROXY_PORT: String(proxyPort),
     BACKENDS: webPorts.map((p) => `http://127.0.0.1:${p}`).join(','),
+    MONITORING_URL: `http://127.0.0.1:${monitoringPort}`,
+    ...shipping,
   });
   let demoPublisher: SupervisedProcess | null = null;
 
@@ -101,6 +113,8 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
       await ingest.stop();
       await proxy.stop();
       await Promise.all(webs.map((w) => w.stop()));
+      // Last, so the records web and proxy flush while draining still arrive.
+      await monitoring.stop();
       io.err('onair: all processes stopped');
     })();
     return stopping;
@@ -111,6 +125,7 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
     process.once('SIGTERM', onSignal);
   });
 
+  monitoring.start();
   ingest.start();
   for (const w of webs) w.start();
   proxy.start();
@@ -119,6 +134,7 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
     waitReady(`http://127.0.0.1:${controlPort}/readyz`, 30_000),
     ...webPorts.map((p) => waitReady(`http://127.0.0.1:${p}/readyz`, 30_000)),
     waitReady(`http://127.0.0.1:${proxyPort}/readyz`, 30_000),
+    waitReady(`http://127.0.0.1:${monitoringPort}/readyz`, 30_000),
   ]);
   if (readiness.some((ok) => !ok)) {
     io.err(`onair: not every service became ready within 30 s; logs are in ${logDir}`);
@@ -149,6 +165,7 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
   if (demo) io.out(`  Demo:      http://${host}:${proxyPort}/watch/${DEMO_STREAM}   (test pattern from the built-in demo publisher)`);
   io.out(`  OBS:       Server rtmp://${host}:${rtmpPort}/live  ·  Stream key <stream>?key=<secret>  (create one: npm run onair -- streams add <stream>)`);
   io.out(`  Ingest:    http://${host}:${controlPort}/streams`);
+  io.out(`  Ops:       http://${host}:${proxyPort}/monitor   (dashboard: viewers, egress, backends; sign in with the ops token)`);
   io.out(`  Ops token: ${opsToken}${generatedToken ? '   (generated for this run; set OPS_TOKEN to choose one)' : ''}`);
   io.out('Press Ctrl-C to stop everything.');
 

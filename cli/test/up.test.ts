@@ -28,7 +28,7 @@ test('onair up: demo live through the proxy, Ctrl-C stops everything', async (t)
   const temp = await makeTempDir('up');
   t.after(temp.remove);
   const mediaDir = path.join(temp.dir, 'media');
-  const ports = { RTMP_PORT: await freePort(), CONTROL_PORT: await freePort(), PROXY_PORT: await freePort() };
+  const ports = { RTMP_PORT: await freePort(), CONTROL_PORT: await freePort(), PROXY_PORT: await freePort(), MONITORING_PORT: await freePort(), FLUENT_RECEIVER_PORT: await freePort() };
   const webPorts = [await freePort(), await freePort(), await freePort()];
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'onair.js'), 'up'], {
     env: {
@@ -38,6 +38,8 @@ test('onair up: demo live through the proxy, Ctrl-C stops everything', async (t)
       RTMP_PORT: String(ports.RTMP_PORT),
       CONTROL_PORT: String(ports.CONTROL_PORT),
       PROXY_PORT: String(ports.PROXY_PORT),
+      MONITORING_PORT: String(ports.MONITORING_PORT),
+      FLUENT_RECEIVER_PORT: String(ports.FLUENT_RECEIVER_PORT),
       WEB_PORTS: webPorts.join(','),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -57,7 +59,16 @@ test('onair up: demo live through the proxy, Ctrl-C stops everything', async (t)
     const page = await fetch(`http://127.0.0.1:${ports.PROXY_PORT}/`);
     assert.match(await page.text(), /demo/);
     const started = await processesWithMediaDir(mediaDir);
-    assert.ok(started.length >= 7, `launcher, ingest, 3 web, proxy, demo publisher, muxer: ${started.length}`);
+    assert.ok(started.length >= 8, `launcher, ingest, 3 web, proxy, monitoring, demo publisher, muxer: ${started.length}`);
+    // Ops: the dashboard and the API are reachable through the proxy with the printed token.
+    const token = /Ops token: (\S+)/.exec(up.output.join('\n'))![1]!;
+    const api = await waitFor('the demo in the monitoring API', async () => {
+      const r = await fetch(`http://127.0.0.1:${ports.PROXY_PORT}/api/streams`, { headers: { authorization: `Bearer ${token}` } });
+      const body = (await r.json()) as { streams?: Array<{ stream: string; live: boolean }> };
+      return body.streams?.find((s) => s.stream === 'demo' && s.live);
+    }, 20_000, 250);
+    assert.ok(api);
+    assert.equal((await fetch(`http://127.0.0.1:${ports.PROXY_PORT}/api/streams`)).status, 401);
   } catch (err) {
     (err as Error).message += `\n${up.tail(80)}`;
     throw err;

@@ -16,7 +16,29 @@ export interface AccessRecord {
   tier: 'proxy' | 'web';
   instance: string;
   user_agent: string;
+  /** The player's session id (CMCD `sid`), null when the request carried none. */
+  session_id: string | null;
+  /**
+   * Unique and stable for this record (`<instance>-<boot id>-<sequence>`): stores use it as the
+   * document id, so a record delivered twice (replay after a lost ack) is stored once.
+   */
+  record_id: string;
+  /** proxy only: which backend served it (null when the proxy answered itself). */
+  backend?: string | null;
+  /** proxy only: the X-Request-Id it set. */
+  request_id?: string;
 }
+
+/** The Fluent tag access records are shipped under. */
+export const ACCESS_RECORD_TAG = 'onair.access';
+
+/**
+ * Viewers are counted from the proxy tier only: it is the edge, it sees every viewer request
+ * exactly once (a request retried on another replica is still one proxy record), and its
+ * client_ip is the TCP peer, which no header can change. Web records are kept for delivery
+ * analysis (per-backend share, errors) but never counted as viewers.
+ */
+export const VIEWER_COUNTING_TIER = 'proxy';
 
 export type RequestKind = 'playlist' | 'segment' | 'page' | 'other';
 

@@ -59,11 +59,16 @@ export async function readRegistry(dataDir: string): Promise<Map<string, StreamE
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
     throw err;
   }
+  return parseRegistry(raw, registryFile(dataDir));
+}
+
+/** Parses the registry file's text (shared by the async reader and ingest's synchronous re-check). */
+export function parseRegistry(raw: string, file: string): Map<string, StreamEntry> {
   let parsed: RegistryFile;
   try {
     parsed = fileSchema.parse(JSON.parse(raw));
   } catch (err) {
-    throw new StreamRegistryError('ONAIR_REGISTRY_CORRUPT', `${registryFile(dataDir)} is not a valid stream registry: ${(err as Error).message}`);
+    throw new StreamRegistryError('ONAIR_REGISTRY_CORRUPT', `${file} is not a valid stream registry: ${(err as Error).message}`);
   }
   return new Map(Object.entries(parsed.streams).filter(([name]) => isStreamName(name)));
 }

@@ -108,7 +108,7 @@ export class ManagedProcess {
 }
 
 /** Starts one of our services (`<service>/src/main.ts`) under tsx with the given environment. */
-export function startService(service: 'ingest' | 'web' | 'proxy', env: Record<string, string>, name: string = service): ManagedProcess {
+export function startService(service: 'ingest' | 'web' | 'proxy' | 'monitoring', env: Record<string, string>, name: string = service): ManagedProcess {
   const entry = path.join(REPO_ROOT, service, 'src', 'main.ts');
   const child = spawn(process.execPath, ['--import', 'tsx', entry], {
     cwd: REPO_ROOT,

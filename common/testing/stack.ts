@@ -15,6 +15,8 @@ export interface Stack {
   webs: Array<{ port: number; url: string; process: ManagedProcess }>;
   proxyUrl: string | null;
   proxy: ManagedProcess | null;
+  /** Present with `monitoring: true`: the service, its URL and its Fluent receiver port. */
+  monitoring: { process: ManagedProcess; url: string; fluentPort: number; port: number; env: Record<string, string> } | null;
   opsToken: string;
   publishUrl(stream: string, key: string): string;
   playlistPath(stream: string): string;
@@ -31,6 +33,9 @@ export interface StackOptions {
   ingestEnv?: Record<string, string>;
   webEnv?: Record<string, string>;
   proxyEnv?: Record<string, string>;
+  /** Start monitoring (embedded store, Fluent receiver) and ship web/proxy access records to it. */
+  monitoring?: boolean;
+  monitoringEnv?: Record<string, string>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -39,8 +44,28 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = path.join(temp.dir, 'data');
   const rtmpPort = await freePort();
   const controlPort = await freePort();
-  const opsToken = 'test-ops-token';
+  const opsToken = 'test-ops-token-0123456789';
   const processes: ManagedProcess[] = [];
+  let monitoring: Stack['monitoring'] = null;
+  const shippingEnv: Record<string, string> = {};
+  const proxyPort = await freePort();
+  if (options.monitoring) {
+    const port = await freePort();
+    const fluentPort = await freePort();
+    const env = {
+      MEDIA_DIR: mediaDir,
+      DATA_DIR: dataDir,
+      MONITORING_HOST: '127.0.0.1',
+      MONITORING_PORT: String(port),
+      FLUENT_RECEIVER_PORT: String(fluentPort),
+      OPS_TOKEN: opsToken,
+      PROXY_URL: `http://127.0.0.1:${proxyPort}`,
+      ...options.monitoringEnv,
+    };
+    monitoring = { process: startService('monitoring', env), url: `http://127.0.0.1:${port}`, fluentPort, port, env };
+    processes.push(monitoring.process);
+    Object.assign(shippingEnv, { FLUENT_HOST: '127.0.0.1', FLUENT_PORT: String(fluentPort), DATA_DIR: dataDir });
+  }
   const ingest = startService('ingest', {
     MEDIA_DIR: mediaDir,
     DATA_DIR: dataDir,
@@ -54,24 +79,25 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const webs: Stack['webs'] = [];
   for (let i = 0; i < (options.webReplicas ?? 0); i++) {
     const port = await freePort();
-    const proc = startService('web', { MEDIA_DIR: mediaDir, WEB_HOST: '127.0.0.1', WEB_PORT: String(port), INSTANCE: `web-${i + 1}`, ...options.webEnv }, `web-${i + 1}`);
+    const proc = startService('web', { MEDIA_DIR: mediaDir, WEB_HOST: '127.0.0.1', WEB_PORT: String(port), INSTANCE: `web-${i + 1}`, ...shippingEnv, ...options.webEnv }, `web-${i + 1}`);
     processes.push(proc);
     webs.push({ port, url: `http://127.0.0.1:${port}`, process: proc });
   }
   let proxy: ManagedProcess | null = null;
   let proxyUrl: string | null = null;
   if (options.proxy && webs.length > 0) {
-    const port = await freePort();
     proxy = startService('proxy', {
       PROXY_HOST: '127.0.0.1',
-      PROXY_PORT: String(port),
+      PROXY_PORT: String(proxyPort),
       BACKENDS: webs.map((w) => w.url).join(','),
       HEALTH_INTERVAL_MS: '250',
       OPS_TOKEN: opsToken,
+      ...shippingEnv,
+      ...(monitoring ? { MONITORING_URL: monitoring.url } : {}),
       ...options.proxyEnv,
     });
     processes.push(proxy);
-    proxyUrl = `http://127.0.0.1:${port}`;
+    proxyUrl = `http://127.0.0.1:${proxyPort}`;
   }
   const stack: Stack = {
     mediaDir,
@@ -82,6 +108,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     webs,
     proxy,
     proxyUrl,
+    monitoring,
     opsToken,
     publishUrl: (stream, key) => `rtmp://127.0.0.1:${rtmpPort}/live/${stream}?key=${key}`,
     playlistPath: (stream) => path.join(mediaDir, 'live', stream, 'index.m3u8'),
@@ -96,6 +123,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await waitForHttpOk(`${stack.controlUrl}/readyz`);
     for (const w of webs) await waitForHttpOk(`${w.url}/readyz`);
     if (proxyUrl) await waitForHttpOk(`${proxyUrl}/readyz`);
+    if (monitoring) await waitForHttpOk(`${monitoring.url}/readyz`);
   } catch (err) {
     const diag = stack.diagnostics();
     await stack.stop();

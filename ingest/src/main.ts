@@ -34,7 +34,13 @@ const rtmp = new RtmpServer({
   maxConnections: config.RTMP_MAX_CONNECTIONS,
   logger,
   handlers: {
-    authorizePublish: (request) => decidePublish(request, (stream) => keys.get(stream), (stream) => broadcasts.isLive(stream)),
+    authorizePublish: (request) => {
+      const decide = () => decidePublish(request, (stream) => keys.get(stream), (stream) => broadcasts.isLive(stream));
+      const decision = decide();
+      // A stream created or rotated a moment ago may not be in memory yet: look once more.
+      if (!decision.accept && (decision.reason === 'unknown-stream' || decision.reason === 'wrong-key') && keys.refreshIfChangedSync()) return decide();
+      return decision;
+    },
     publishRefused: (request, reason) => {
       metrics.publishesRefused.inc({ reason });
       // The key itself is never logged.

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { makeTempDir, sleep, waitFor } from '../../common/testing/processes.ts';
+import { rotateStreamKey } from '../../common/src/stream-registry.ts';
 import { createStream, ingestStreams, publish, startStack, viewPlaylist, waitForSegments, type Stack } from '../../common/testing/stack.ts';
 
 const run = promisify(execFile);
@@ -105,6 +106,31 @@ describe('ingest with real RTMP publishers', () => {
         }
       } finally {
         await first.stop();
+      }
+    }));
+
+  test('a key rotated a moment ago works at once; the old one is refused', () =>
+    withDiagnostics(async () => {
+      const oldKey = await createStream(stack, 'hotel');
+      for (let round = 0; round < 3; round++) {
+        // No pause between changing the registry and publishing: ingest must not miss the change.
+        const newKey = await rotateStreamKey(stack.dataDir, 'hotel');
+        const publisher = publish(stack.publishUrl('hotel', newKey));
+        try {
+          await waitForSegments(stack, 'hotel', 1 + round);
+        } finally {
+          await publisher.stop();
+        }
+        await waitFor('hotel to end', async () => !(await ingestStreams(stack)).some((s) => s.stream === 'hotel'));
+      }
+      const stale = publish(stack.publishUrl('hotel', oldKey), { durationSeconds: 5 });
+      assert.notEqual((await stale.exited).code, 0);
+      const fresh = await createStream(stack, 'india');
+      const immediate = publish(stack.publishUrl('india', fresh));
+      try {
+        await waitForSegments(stack, 'india', 1);
+      } finally {
+        await immediate.stop();
       }
     }));
 

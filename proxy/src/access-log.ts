@@ -9,16 +9,20 @@ export interface ProxyAccessRecord extends AccessRecord {
   request_id: string;
 }
 
-/** Where access records go. A later issue adds Fluent shipping behind this same interface. */
+/** Where access records go: the log, and the record shipper when FLUENT_HOST is set. */
 export interface AccessLog {
   write(record: ProxyAccessRecord): void;
 }
 
-/** One JSON log line per record: `{"access": {...}, "msg": "access"}`. */
-export function createLoggerAccessLog(logger: Logger): AccessLog {
+/**
+ * One JSON log line per record (`{"access": {...}, "msg": "access"}`; ops read stdout), and the
+ * same record to the shipper, whose ship() is synchronous and never throws.
+ */
+export function createLoggerAccessLog(logger: Logger, shipper: { ship(record: object): void } | null = null): AccessLog {
   return {
     write(record) {
       logger.info({ access: record }, 'access');
+      shipper?.ship(record);
     },
   };
 }

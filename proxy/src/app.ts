@@ -3,9 +3,11 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
 import { describePath, normalizeIp } from '../../common/src/access-record.ts';
+import { sessionIdFromRequest } from '../../common/src/cmcd.ts';
 import { closeHttpServer, listen } from '../../common/src/lifecycle.ts';
 import type { Logger } from '../../common/src/logger.ts';
 import { createMetricsRegistry, handleOpsRequest, type Readiness } from '../../common/src/ops-endpoints.ts';
+import { createRecordIds } from '../../common/src/record-shipping/record-id.ts';
 import { createLoggerAccessLog, type AccessLog } from './access-log.ts';
 import { AdminApi } from './admin-api.ts';
 import { BackendPool } from './backend-pool.ts';
@@ -30,18 +32,23 @@ export interface ProxyApp {
 }
 
 /** Wires the proxy together; nothing runs until start(). */
-export function buildProxy(config: ProxyConfig, logger: Logger, accessLog: AccessLog = createLoggerAccessLog(logger)): ProxyApp {
+export function buildProxy(
+  config: ProxyConfig,
+  logger: Logger,
+  accessLog: AccessLog = createLoggerAccessLog(logger),
+  registry: Registry = createMetricsRegistry('proxy', config.instance),
+): ProxyApp {
   const thresholds = { healthyThreshold: config.healthyThreshold, unhealthyThreshold: config.unhealthyThreshold };
   const webPool = new BackendPool('web', thresholds);
   const monitoringPool = config.monitoringUrl ? new BackendPool('monitoring', thresholds) : null;
   const router = new Router(webPool, monitoringPool);
-  const registry = createMetricsRegistry('proxy', config.instance);
   const metrics = new ProxyMetrics(registry, () => router.pools());
   const forwarder = new Forwarder({ maxSocketsPerBackend: config.maxSocketsPerBackend, upstreamTimeoutMs: config.upstreamTimeoutMs }, metrics, logger);
   const healthChecker = new HealthChecker(router.pools(), { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs }, logger);
   const admin = new AdminApi(webPool, config.opsToken, logger);
   const fileWatcher = config.backendsFile ? new BackendsFileWatcher(config.backendsFile, webPool, config.backendsFilePollMs, logger) : null;
   const instance = config.instance;
+  const recordIds = createRecordIds(instance);
   let stopping = false;
 
   for (const pool of router.pools()) {
@@ -91,6 +98,8 @@ export function buildProxy(config: ProxyConfig, logger: Logger, accessLog: Acces
         tier: 'proxy',
         instance,
         user_agent: req.headers['user-agent'] ?? '',
+        session_id: sessionIdFromRequest(req.url ?? '', req.headers),
+        record_id: recordIds.next(),
         backend: res.servedBy?.url ?? null,
         request_id: res.requestId,
       });

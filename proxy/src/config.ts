@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { env, parseEnv } from '../../common/src/config.ts';
+import { recordShippingConfig, recordShippingEnv, type RecordShippingConfig } from '../../common/src/record-shipping/config.ts';
 import { normalizeBackendUrl, parseBackendList } from './backend-url.ts';
 
 /** DESIGN.md: the three local web replicas, used when neither BACKENDS nor BACKENDS_FILE is set. */
@@ -59,6 +60,7 @@ export const proxyConfigSchema = z.object({
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
   MAX_SOCKETS_PER_BACKEND: env.positiveInt(256),
+  ...recordShippingEnv,
 });
 
 export interface ProxyConfig {
@@ -78,11 +80,14 @@ export interface ProxyConfig {
   logLevel: z.infer<typeof proxyConfigSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   maxSocketsPerBackend: number;
+  /** Access-record shipping over the Fluent forward protocol; null when FLUENT_HOST is unset. */
+  records: RecordShippingConfig | null;
 }
 
 /** Reads the proxy's configuration; throws ConfigError naming every bad variable. */
 export function loadProxyConfig(environment: NodeJS.ProcessEnv = process.env): ProxyConfig {
   const e = parseEnv('proxy', proxyConfigSchema, environment);
+  const instance = e.INSTANCE ?? `proxy-${os.hostname()}-${e.PROXY_PORT}`;
   return {
     port: e.PROXY_PORT,
     host: e.PROXY_HOST,
@@ -95,10 +100,11 @@ export function loadProxyConfig(environment: NodeJS.ProcessEnv = process.env): P
     healthyThreshold: e.HEALTHY_THRESHOLD,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
     opsToken: e.OPS_TOKEN,
-    instance: e.INSTANCE ?? `proxy-${os.hostname()}-${e.PROXY_PORT}`,
+    instance,
     monitoringUrl: e.MONITORING_URL,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxSocketsPerBackend: e.MAX_SOCKETS_PER_BACKEND,
+    records: recordShippingConfig(e, instance),
   };
 }

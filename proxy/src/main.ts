@@ -1,13 +1,28 @@
 import { flushLogger, createLogger } from '../../common/src/logger.ts';
 import { loadConfigOrExit, runUntilSignal } from '../../common/src/lifecycle.ts';
+import { createMetricsRegistry } from '../../common/src/ops-endpoints.ts';
+import { shipperCloseBudgetMs, startRecordShipping } from '../../common/src/record-shipping/index.ts';
+import { createLoggerAccessLog } from './access-log.ts';
 import { buildProxy } from './app.ts';
 import { loadProxyConfig } from './config.ts';
 
 const config = loadConfigOrExit(() => loadProxyConfig(process.env));
 const logger = createLogger('proxy', config.logLevel);
-const app = buildProxy(config, logger);
+const registry = createMetricsRegistry('proxy', config.instance);
+// Readiness never depends on the receiver: viewers keep watching while monitoring is down.
+const shipper = startRecordShipping(config.records, registry, logger);
+const app = buildProxy(config, logger, createLoggerAccessLog(logger, shipper), registry);
 
-runUntilSignal({ logger, shutdownTimeoutMs: config.shutdownTimeoutMs, stop: () => app.stop() });
+runUntilSignal({
+  logger,
+  shutdownTimeoutMs: config.shutdownTimeoutMs,
+  stop: async () => {
+    const startedAt = performance.now();
+    await app.stop();
+    // After the HTTP drain (the last requests have their records), before the log flush.
+    await shipper?.close(shipperCloseBudgetMs(config.shutdownTimeoutMs, performance.now() - startedAt));
+  },
+});
 
 try {
   const port = await app.start();
@@ -25,6 +40,7 @@ try {
   );
 } catch (err) {
   logger.fatal({ err, port: config.port, host: config.host }, 'proxy failed to start');
+  await shipper?.close(0);
   await flushLogger(logger);
   process.exit(1);
 }

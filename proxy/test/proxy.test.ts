@@ -95,7 +95,7 @@ describe('routing, headers and access records', () => {
     assert.equal(head.status, 200);
     const record = await waitFor('the access record', () => accessRecords(proxy!).find((r) => r.request_id === id));
     assert.deepEqual(
-      { ...record, '@timestamp': undefined, duration_ms: undefined, backend: undefined },
+      { ...record, '@timestamp': undefined, duration_ms: undefined, backend: undefined, record_id: undefined },
       {
         '@timestamp': undefined,
         stream: 'demo',
@@ -109,17 +109,22 @@ describe('routing, headers and access records', () => {
         tier: 'proxy',
         instance: 'proxy-test-1',
         user_agent: 'test-agent/1.0',
+        session_id: null,
+        record_id: undefined,
         backend: undefined,
         request_id: id,
       },
     );
     assert.ok([a.url, b.url].includes(record.backend as string), `backend ${record.backend}`);
+    assert.match(record.record_id as string, /^proxy-test-1-[0-9a-f]{12}-\d+$/);
     assert.equal(typeof record.duration_ms, 'number');
     assert.ok(!Number.isNaN(Date.parse(record['@timestamp'] as string)));
     const headRecord = await waitFor('the HEAD record', () => accessRecords(proxy!).find((r) => r.request_id === headId));
     assert.equal(headRecord.kind, 'playlist');
     assert.equal(headRecord.bytes, 0);
     assert.equal(accessRecords(proxy!).filter((r) => r.request_id === id).length, 1);
+    const ids = accessRecords(proxy!).map((r) => r.record_id);
+    assert.equal(new Set(ids).size, ids.length, 'record ids are unique');
     assert.equal(accessRecords(proxy!).filter((r) => String(r.request_id).endsWith('-ops')).length, 0);
     assert.equal(accessRecords(proxy!).filter((r) => ['/healthz', '/readyz', '/metrics'].includes(r.path as string)).length, 0);
   }));

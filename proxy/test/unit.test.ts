@@ -178,6 +178,13 @@ describe('config', () => {
     assert.equal(c.opsToken, undefined);
     assert.equal(c.monitoringUrl, undefined);
     assert.match(c.instance, /^proxy-.+-8080$/);
+    assert.equal(c.records, null, 'record shipping is off without FLUENT_HOST');
+  });
+
+  test('record shipping: FLUENT_HOST turns it on; the spool defaults to DATA_DIR/spool/<instance>', () => {
+    const c = loadProxyConfig({ FLUENT_HOST: 'fluentd', FLUENT_PORT: '24225', DATA_DIR: '/srv/data', INSTANCE: 'edge-1', RECORD_QUEUE_MAX: '1000', SPOOL_MAX_MB: '64' });
+    assert.deepEqual(c.records, { host: 'fluentd', port: 24225, spoolDir: '/srv/data/spool/edge-1', maxQueuedRecords: 1000, maxSpoolBytes: 64 * 1024 * 1024 });
+    assert.equal(loadProxyConfig({ FLUENT_HOST: 'fluentd', SPOOL_DIR: '/spool/p' }).records?.spoolDir, '/spool/p');
   });
 
   test('parses and normalizes backends', () => {

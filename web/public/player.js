@@ -18,13 +18,19 @@ const POLL_MS = 2000; // /streams.json: to start, to notice the broadcast leavin
 const STALL_MS = 3000; // no playback progress for this long while playing counts as a stall
 const RESTART_AFTER_MS = 20000; // stalled this long while still live: start over with a fresh Hls
 const MAX_RETRY_MS = 8000;
+// One CMCD session id per page view. hls.js would make a new one per Hls instance, and this page
+// makes a new instance on every restart, which would count one viewer as several sessions.
+const SESSION_ID = newSessionId();
 // Low latency without LL-HLS: ~2 target durations behind live, catch up at up to 1.5x speed.
+// CMCD (query mode, the default): every playlist and segment request carries `CMCD=…sid="…"`, which
+// web and proxy log as session_id, so viewers sharing one NAT address are told apart.
 const HLS_CONFIG = {
   liveSyncDurationCount: 2,
   liveMaxLatencyDurationCount: 5,
   maxLiveSyncPlaybackRate: 1.5,
   enableWorker: true,
   lowLatencyMode: false,
+  cmcd: { sessionId: SESSION_ID, contentId: stream },
 };
 const WORDS = {
   connecting: 'connecting…',
@@ -38,7 +44,7 @@ const WORDS = {
 const engine = Hls && Hls.isSupported() ? 'hls.js' : video.canPlayType('application/vnd.apple.mpegurl') ? 'native' : null;
 
 /** Read by automated browser tests; kept current. */
-const player = { state: 'connecting', hls: null, video, stream, engine, latency: null };
+const player = { state: 'connecting', hls: null, video, stream, engine, latency: null, sessionId: SESSION_ID };
 window.onairPlayer = player;
 
 let listed = null; // in /streams.json at the last poll; null until the first answer
@@ -48,6 +54,16 @@ let progress = { time: -1, at: performance.now() };
 let retryTimer = 0;
 let retryDelay = 1000;
 let lastMediaRecovery = -Infinity;
+
+/** A v4 UUID; crypto.randomUUID exists only in secure contexts (HTTPS, localhost). */
+function newSessionId() {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
 
 function setState(state) {
   if (player.state === state) return;

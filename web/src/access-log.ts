@@ -1,18 +1,26 @@
 import type { BlockList } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import { resolveClientIp, type AccessRecord, type RequestKind } from '../../common/src/access-record.ts';
+import { sessionIdFromRequest } from '../../common/src/cmcd.ts';
 import type { Logger } from '../../common/src/logger.ts';
 
 /**
- * Where access records go. Today one pino line each; a Fluent forward sink will sit behind the
- * same interface, so request handling never knows how records travel.
+ * Where access records go: one pino line each (ops read stdout), and, when FLUENT_HOST is set, the
+ * record shipper too. Request handling never knows how records travel.
  */
 export interface AccessLog {
   write(record: AccessRecord): void;
 }
 
-export function createPinoAccessLog(logger: Logger): AccessLog {
-  return { write: (record) => logger.info({ access: record }, 'access') };
+/** `shipper.ship()` is synchronous and never throws, so the request path never waits on it. */
+export function createPinoAccessLog(logger: Logger, shipper: { ship(record: object): void } | null = null): AccessLog {
+  if (shipper === null) return { write: (record) => logger.info({ access: record }, 'access') };
+  return {
+    write(record) {
+      logger.info({ access: record }, 'access');
+      shipper.ship(record);
+    },
+  };
 }
 
 /** Long made-up URLs must not turn into huge log lines. */
@@ -29,6 +37,8 @@ export interface CompletedRequest {
   bytes: number;
   durationMs: number;
   finishedAt: Date;
+  /** From RecordIds.next(): unique per record. */
+  recordId: string;
 }
 
 /** One DESIGN.md access record for a request this replica served. */
@@ -47,5 +57,7 @@ export function buildAccessRecord(done: CompletedRequest, instance: string, trus
     tier: 'web',
     instance,
     user_agent: typeof userAgent === 'string' ? userAgent : '',
+    session_id: sessionIdFromRequest(done.req.url ?? '', done.req.headers),
+    record_id: done.recordId,
   };
 }

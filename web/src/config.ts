@@ -2,6 +2,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { createTrustList } from '../../common/src/access-record.ts';
 import { DEFAULT_MEDIA_DIR, env, parseEnv } from '../../common/src/config.ts';
+import { recordShippingConfig, recordShippingEnv, type RecordShippingConfig } from '../../common/src/record-shipping/config.ts';
 
 /** Comma list of IPs/CIDRs; checked here so a typo fails at start-up, not at the first request. */
 const trustedProxies = z
@@ -25,6 +26,7 @@ export const webConfigSchema = z.object({
   MEDIA_CACHE_MB: env.nonNegativeInt(256),
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
+  ...recordShippingEnv,
 });
 
 export interface WebConfig {
@@ -37,18 +39,22 @@ export interface WebConfig {
   mediaCacheBytes: number;
   logLevel: z.infer<typeof webConfigSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
+  /** Access-record shipping over the Fluent forward protocol; null when FLUENT_HOST is unset. */
+  records: RecordShippingConfig | null;
 }
 
 export function loadWebConfig(environment: NodeJS.ProcessEnv = process.env): WebConfig {
   const e = parseEnv('web', webConfigSchema, environment);
+  const instance = e.INSTANCE || `web-${os.hostname()}-${e.WEB_PORT}`;
   return {
     port: e.WEB_PORT,
     host: e.WEB_HOST,
     mediaDir: e.MEDIA_DIR,
-    instance: e.INSTANCE || `web-${os.hostname()}-${e.WEB_PORT}`,
+    instance,
     trustedProxies: e.TRUSTED_PROXIES,
     mediaCacheBytes: e.MEDIA_CACHE_MB * 1024 * 1024,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    records: recordShippingConfig(e, instance),
   };
 }

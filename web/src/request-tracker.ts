@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BlockList } from 'node:net';
 import { describePath } from '../../common/src/access-record.ts';
+import { createRecordIds, type RecordIds } from '../../common/src/record-shipping/record-id.ts';
 import { buildAccessRecord, type AccessLog } from './access-log.ts';
 import type { MetricKind, WebMetrics } from './metrics.ts';
 import { stripQuery } from './media-path.ts';
@@ -19,8 +20,9 @@ export interface RequestTracker {
 /** nginx's convention: the client went away before a response was started. */
 const CLIENT_CLOSED_REQUEST = 499;
 
-export function createRequestTracker(options: { instance: string; trustList: BlockList; accessLog: AccessLog; metrics: WebMetrics }): RequestTracker {
+export function createRequestTracker(options: { instance: string; trustList: BlockList; accessLog: AccessLog; metrics: WebMetrics; recordIds?: RecordIds }): RequestTracker {
   const { instance, trustList, accessLog, metrics } = options;
+  const recordIds = options.recordIds ?? createRecordIds(instance);
   let inFlight = 0;
   let onSettled: Array<() => void> = [];
 
@@ -48,7 +50,7 @@ export function createRequestTracker(options: { instance: string; trustList: Blo
       metrics.bytesSent.inc({ kind: metricKind }, bytes);
       metrics.duration.observe({ kind: metricKind }, durationMs / 1000);
       if (ops) return;
-      accessLog.write(buildAccessRecord({ req, path, stream, kind, status, bytes, durationMs, finishedAt: new Date() }, instance, trustList));
+      accessLog.write(buildAccessRecord({ req, path, stream, kind, status, bytes, durationMs, finishedAt: new Date(), recordId: recordIds.next() }, instance, trustList));
     };
     res.once('finish', onDone);
     res.once('close', onDone);

@@ -5,6 +5,7 @@ import { createTrustList } from '../../common/src/access-record.ts';
 import { closeHttpServer, listen } from '../../common/src/lifecycle.ts';
 import type { Logger } from '../../common/src/logger.ts';
 import { liveRoot } from '../../common/src/media-layout.ts';
+import type { Registry } from 'prom-client';
 import { createMetricsRegistry, handleOpsRequest } from '../../common/src/ops-endpoints.ts';
 import { createPinoAccessLog, type AccessLog } from './access-log.ts';
 import { loadAssets } from './assets.ts';
@@ -35,7 +36,12 @@ export interface WebServer {
   drain(): Promise<void>;
 }
 
-export async function createWebServer(config: WebConfig, logger: Logger, accessLog: AccessLog = createPinoAccessLog(logger)): Promise<WebServer> {
+export async function createWebServer(
+  config: WebConfig,
+  logger: Logger,
+  accessLog: AccessLog = createPinoAccessLog(logger),
+  registry: Registry = createMetricsRegistry('web', config.instance),
+): Promise<WebServer> {
   const liveDir = liveRoot(config.mediaDir);
   // Ingest normally creates it; creating it here lets web start (and be ready) first.
   await mkdir(liveDir, { recursive: true }).catch((err: unknown) => logger.warn({ err, liveDir }, 'could not create the live media directory'));
@@ -46,7 +52,6 @@ export async function createWebServer(config: WebConfig, logger: Logger, accessL
   await Promise.all([liveStreams.start(), readiness.start()]);
 
   const segmentCache = new SegmentCache(config.mediaCacheBytes);
-  const registry = createMetricsRegistry('web', config.instance);
   const metrics = createWebMetrics(registry, {
     segmentCacheBytes: () => segmentCache.bytes,
     segmentCacheEntries: () => segmentCache.size,

@@ -16,6 +16,7 @@ describe('loadWebConfig', () => {
     assert.equal(config.mediaCacheBytes, 256 * 1024 * 1024);
     assert.equal(config.logLevel, 'info');
     assert.equal(config.shutdownTimeoutMs, 10_000);
+    assert.equal(config.records, null, 'record shipping is off without FLUENT_HOST');
   });
 
   it('reads every variable', () => {
@@ -38,7 +39,15 @@ describe('loadWebConfig', () => {
       mediaCacheBytes: 16 * 1024 * 1024,
       logLevel: 'warn',
       shutdownTimeoutMs: 2000,
+      records: null,
     });
+  });
+
+  it('ships records when FLUENT_HOST is set; the spool defaults to DATA_DIR/spool/<instance>', () => {
+    const config = loadWebConfig({ FLUENT_HOST: '127.0.0.1', DATA_DIR: '/srv/data', INSTANCE: 'web-b' });
+    assert.deepEqual(config.records, { host: '127.0.0.1', port: 24224, spoolDir: '/srv/data/spool/web-b', maxQueuedRecords: 20_000, maxSpoolBytes: 1024 ** 3 });
+    assert.equal(loadWebConfig({ FLUENT_HOST: 'fluentd', FLUENT_PORT: '24225', SPOOL_DIR: '/spool' }).records?.spoolDir, '/spool');
+    assert.throws(() => loadWebConfig({ FLUENT_HOST: 'fluentd', FLUENT_PORT: 'x' }), /FLUENT_PORT/);
   });
 
   it('an empty TRUSTED_PROXIES trusts nobody; the default instance follows the port', () => {

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import type { AccessRecord } from '../../common/src/access-record.ts';
 import type { LiveStream } from '../../common/src/live-state.ts';
 import { streamDir } from '../../common/src/media-layout.ts';
 import { freePort, makeTempDir, startService, waitFor, waitForHttpOk, type ManagedProcess } from '../../common/testing/processes.ts';
@@ -142,6 +143,14 @@ describe('player in a browser', { skip }, () => {
     const again = await waitForState(page, 'live', 40_000);
     assert.ok(again.sameDocument, 'no page reload');
     await waitForProgress(page);
+
+    // CMCD: every segment request of both broadcasts (two Hls instances) carried the page's one session id.
+    const sessionId = await page.evaluate(() => (window as unknown as { onairPlayer: { sessionId: string } }).onairPlayer.sessionId);
+    assert.match(sessionId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const segments = web.jsonLogs().filter((l) => l.msg === 'access').map((l) => l.access as AccessRecord).filter((r) => r.kind === 'segment');
+    assert.ok(segments.some((r) => r.path.includes('/run1-')) && segments.some((r) => r.path.includes('/run2-')), 'segments of both runs');
+    assert.deepEqual([...new Set(segments.map((r) => r.session_id))], [sessionId]);
+    assert.ok(segments.every((r) => !r.path.includes('?')), 'the record path has no query string');
 
     // Ingest dies: no ENDLIST is ever written, the stream just leaves the list and playback runs dry.
     second.kill('SIGKILL');

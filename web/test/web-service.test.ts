@@ -354,8 +354,11 @@ describe('web service', () => {
       assert.match(record['@timestamp'], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       assert.equal(typeof record.duration_ms, 'number');
       assert.ok(record.duration_ms >= 0);
-      assert.deepEqual(Object.keys(record).sort(), ['@timestamp', 'bytes', 'client_ip', 'duration_ms', 'instance', 'kind', 'method', 'path', 'status', 'stream', 'tier', 'user_agent']);
+      assert.deepEqual(Object.keys(record).sort(), ['@timestamp', 'bytes', 'client_ip', 'duration_ms', 'instance', 'kind', 'method', 'path', 'record_id', 'session_id', 'status', 'stream', 'tier', 'user_agent']);
+      assert.equal(record.session_id, null, 'no CMCD in these requests');
+      assert.match(record.record_id, /^web-test-[0-9a-f]{12}-\d+$/);
     }
+    assert.equal(new Set(mine.map((r) => r.record_id)).size, mine.length, 'record ids are unique');
     const page = mine[4]!;
     assert.ok(page.bytes > 500, 'page bytes counted');
   });

@@ -1,0 +1,365 @@
+/**
+ * ONE contract for both AccessStore implementations (monitoring/src/store/access-store.ts).
+ * DuckDB runs always. Elasticsearch runs when ELASTICSEARCH_URL points at a real Elasticsearch 9
+ * server (ELASTICSEARCH_API_KEY or ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD optional);
+ * otherwise its run is reported as skipped. There is no mock: a skipped run tested nothing.
+ *
+ * All data is synthetic with fixed timestamps (fixtures/access-records.ts), never the wall clock.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import type { AccessStore } from '../src/store/access-store.ts';
+import { DuckDbAccessStore } from '../src/store/duckdb-store.ts';
+import { ElasticsearchAccessStore } from '../src/store/elasticsearch-store.ts';
+import { T0, ipv4, recordMaker } from './fixtures/access-records.ts';
+
+export interface StoreFixture {
+  /** A new store object over the same storage on every call (close + create + open = restart). */
+  create(): AccessStore;
+  /** Removes the storage (files, data stream, template, policy). */
+  cleanup(): Promise<void>;
+}
+
+export interface ContractOptions {
+  /** Whether applyRetention deletes (DuckDB) or returns 0 because ILM does it (Elasticsearch). */
+  retentionDeletes: boolean;
+  skip?: string | false;
+}
+
+const SECOND = 1000;
+
+export function runAccessStoreContract(name: string, makeFixture: () => Promise<StoreFixture> | StoreFixture, options: ContractOptions): void {
+  /** Opens a store on fresh storage, runs the body, always closes and cleans up. */
+  async function withStore(body: (store: AccessStore, fixture: StoreFixture) => Promise<void>): Promise<void> {
+    const fixture = await makeFixture();
+    let store = fixture.create();
+    try {
+      await store.open();
+      await body(store, fixture);
+    } finally {
+      await store.close().catch(() => undefined);
+      await fixture.cleanup();
+    }
+  }
+
+  // The skip goes on every test (not on the suite) so that each one is reported as skipped.
+  const skip = { skip: options.skip ?? false };
+  describe(`AccessStore contract: ${name}`, () => {
+    test('opens idempotently and answers on an empty store', skip, () =>
+      withStore(async (store) => {
+        await store.open();
+        assert.equal(await store.ping(), true);
+        assert.equal(await store.count(), 0);
+        assert.equal(await store.newestRecordTime(), null);
+        assert.equal((await store.viewersNow(new Date(T0), 30 * SECOND)).size, 0);
+        const history = await store.viewerHistory('alpha', new Date(T0), new Date(T0 + 30 * SECOND), 10 * SECOND);
+        assert.deepEqual(history, [0, 1, 2].map((i) => ({ t: new Date(T0 + i * 10 * SECOND), ips: 0, sessions: 0 })));
+        assert.deepEqual(await store.traffic(null, 'proxy', new Date(T0), new Date(T0 + 60 * SECOND)), {
+          requests: 0, bytes: 0, serverErrors: 0, clientErrors: 0, byBackend: {},
+        });
+      }));
+
+    test('insert is idempotent by record_id (replays and in-batch repeats count as duplicates)', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('idem');
+        const [r1, r2, r3] = [rec({ at: T0 }), rec({ at: T0 + 1 }), rec({ at: T0 + 2 })];
+        assert.deepEqual(await store.insert([r1!, r2!]), { inserted: 2, duplicates: 0, rejected: [] });
+        assert.deepEqual(await store.insert([r1!]), { inserted: 0, duplicates: 1, rejected: [] });
+        assert.deepEqual(await store.insert([r3!, r3!, r2!]), { inserted: 1, duplicates: 2, rejected: [] });
+        // Same id, different content (a replay must never become a second record): first copy wins.
+        assert.deepEqual(await store.insert([{ ...r1!, bytes: 999_999 }]), { inserted: 0, duplicates: 1, rejected: [] });
+        assert.equal(await store.count(), 3);
+        const traffic = await store.traffic('alpha', 'proxy', new Date(T0), new Date(T0 + SECOND));
+        assert.equal(traffic.requests, 3);
+        assert.equal(traffic.bytes, 3 * 125_000);
+      }));
+
+    test('viewersNow counts distinct IPs and sessions per stream in (t - W, t], proxy playlist/segment only', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('now');
+        const t = T0 + 60 * SECOND;
+        const W = 30 * SECOND;
+        const records = [];
+        // alpha: 20 viewers, one session each, playlist + segment inside the window.
+        for (let i = 1; i <= 20; i++) {
+          records.push(rec({ at: t - 20 * SECOND, kind: 'playlist', client_ip: ipv4(1, i), session_id: `a-${i}` }));
+          records.push(rec({ at: t - 10 * SECOND, kind: 'segment', client_ip: ipv4(1, i), session_id: `a-${i}` }));
+        }
+        // Four players behind one NAT address: 1 IP, 4 sessions.
+        for (let s = 1; s <= 4; s++) records.push(rec({ at: t - 5 * SECOND, client_ip: '203.0.113.7', session_id: `nat-${s}` }));
+        // Another spelling of a known address is the same viewer (IPv4-mapped IPv6; IPv6 zero runs).
+        records.push(rec({ at: t - 3 * SECOND, client_ip: '::ffff:10.1.0.1', session_id: 'a-1' }));
+        records.push(rec({ at: t - 4 * SECOND, client_ip: '2001:db8::5', session_id: 'v6-1' }));
+        records.push(rec({ at: t - 4 * SECOND, client_ip: '2001:0DB8:0:0:0:0:0:5', session_id: 'v6-1' }));
+        // Window edges: t - W is outside, t is inside, t + 1 ms is outside, t - W + 1 ms is inside.
+        records.push(rec({ at: t - W, client_ip: '10.9.0.1', session_id: 'edge-1' }));
+        records.push(rec({ at: t, client_ip: '10.9.0.2', session_id: 'edge-2' }));
+        records.push(rec({ at: t + 1, client_ip: '10.9.0.3', session_id: 'edge-3' }));
+        records.push(rec({ at: t - W + 1, client_ip: '10.9.0.4', session_id: null })); // an IP without a session id
+        // Status does not matter: a player polling a playlist that 404s is still watching.
+        records.push(rec({ at: t - SECOND, kind: 'playlist', status: 404, client_ip: '10.9.0.5', session_id: 'err-5' }));
+        // Not viewers: web tier (double counting), watch page, other files, no stream.
+        records.push(rec({ at: t - SECOND, tier: 'web', client_ip: '10.2.0.1', session_id: 'web-1' }));
+        records.push(rec({ at: t - SECOND, kind: 'page', client_ip: '10.2.0.2', session_id: 'page-1' }));
+        records.push(rec({ at: t - SECOND, kind: 'other', client_ip: '10.2.0.3', session_id: 'other-1' }));
+        records.push(rec({ at: t - SECOND, kind: 'other', stream: null, client_ip: '10.2.0.4', session_id: 'none-1' }));
+        // beta: counted apart; one IP also watches alpha; one session seen from two IPs.
+        records.push(rec({ at: t - 2 * SECOND, stream: 'beta', client_ip: ipv4(1, 1), session_id: 'b-1' }));
+        records.push(rec({ at: t - 2 * SECOND, stream: 'beta', client_ip: '10.3.0.1', session_id: 'b-2' }));
+        records.push(rec({ at: t - 2 * SECOND, stream: 'beta', kind: 'playlist', client_ip: '10.3.0.2', session_id: 'b-2' }));
+        // gamma: only before the window, so absent.
+        records.push(rec({ at: t - 40 * SECOND, stream: 'gamma', client_ip: '10.4.0.1', session_id: 'g-1' }));
+
+        const result = await store.insert(records);
+        assert.deepEqual(result, { inserted: records.length, duplicates: 0, rejected: [] });
+
+        const now = await store.viewersNow(new Date(t), W);
+        assert.deepEqual([...now.keys()].sort(), ['alpha', 'beta']);
+        // ips: 20 + NAT + IPv6 + 10.9.0.2 + 10.9.0.4 + 10.9.0.5; sessions: 20 + 4 + v6-1 + edge-2 + err-5
+        assert.deepEqual(now.get('alpha'), { ips: 25, sessions: 27 });
+        assert.deepEqual(now.get('beta'), { ips: 3, sessions: 2 });
+
+        // A 5 s window: the NAT records at exactly t - 5 s fall out; 10.1.0.1 (mapped form), the
+        // IPv6 viewer, 10.9.0.2 and 10.9.0.5 stay.
+        const narrow = await store.viewersNow(new Date(t), 5 * SECOND);
+        assert.deepEqual(narrow.get('alpha'), { ips: 4, sessions: 4 });
+        assert.deepEqual(narrow.get('beta'), { ips: 3, sessions: 2 });
+
+        // Later, everyone has left the window.
+        assert.equal((await store.viewersNow(new Date(t + W + 2), W)).size, 0);
+      }));
+
+    test('viewerHistory returns aligned, continuous buckets with zeros', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('hist');
+        const B = 10 * SECOND;
+        await store.insert([
+          // bucket 0: two IPs, A twice
+          rec({ at: T0, client_ip: '10.5.0.1', session_id: 's-a' }),
+          rec({ at: T0 + 9_999, client_ip: '10.5.0.1', session_id: 's-a' }),
+          rec({ at: T0 + 1_000, kind: 'playlist', client_ip: '10.5.0.2', session_id: 's-b' }),
+          // bucket 1: one IP, two sessions
+          rec({ at: T0 + B, client_ip: '10.5.0.1', session_id: 's-a2' }),
+          rec({ at: T0 + B + 5_000, client_ip: '10.5.0.1', session_id: 's-a3' }),
+          // bucket 2: nothing that counts for alpha
+          rec({ at: T0 + 2 * B + 1, stream: 'beta', client_ip: '10.5.0.9', session_id: 's-x' }),
+          rec({ at: T0 + 2 * B + 2, tier: 'web', client_ip: '10.5.0.9', session_id: 's-x' }),
+          rec({ at: T0 + 2 * B + 3, kind: 'page', client_ip: '10.5.0.9', session_id: 's-x' }),
+          // bucket 3: exactly on the bucket start
+          rec({ at: T0 + 3 * B, client_ip: '10.5.0.3', session_id: 's-c' }),
+          // at `to`: outside
+          rec({ at: T0 + 4 * B, client_ip: '10.5.0.4', session_id: 's-d' }),
+        ]);
+        const history = await store.viewerHistory('alpha', new Date(T0), new Date(T0 + 4 * B), B);
+        assert.deepEqual(history, [
+          { t: new Date(T0), ips: 2, sessions: 2 },
+          { t: new Date(T0 + B), ips: 1, sessions: 2 },
+          { t: new Date(T0 + 2 * B), ips: 0, sessions: 0 },
+          { t: new Date(T0 + 3 * B), ips: 1, sessions: 1 },
+        ]);
+        // An unaligned `from` still gives aligned buckets; records before `from` do not count.
+        const unaligned = await store.viewerHistory('alpha', new Date(T0 + 5_000), new Date(T0 + 3 * B + 5_000), B);
+        assert.deepEqual(unaligned, [
+          { t: new Date(T0), ips: 1, sessions: 1 },
+          { t: new Date(T0 + B), ips: 1, sessions: 2 },
+          { t: new Date(T0 + 2 * B), ips: 0, sessions: 0 },
+          { t: new Date(T0 + 3 * B), ips: 1, sessions: 1 },
+        ]);
+        // Coarser buckets: one minute holds all of it.
+        assert.deepEqual(await store.viewerHistory('alpha', new Date(T0), new Date(T0 + 60 * SECOND), 60 * SECOND), [
+          { t: new Date(T0), ips: 4, sessions: 6 }, // now T0 + 40 s is inside too
+        ]);
+        assert.deepEqual(await store.viewerHistory('alpha', new Date(T0), new Date(T0), B), []);
+        assert.deepEqual(
+          await store.viewerHistory('nobody', new Date(T0), new Date(T0 + 2 * B), B),
+          [{ t: new Date(T0), ips: 0, sessions: 0 }, { t: new Date(T0 + B), ips: 0, sessions: 0 }],
+        );
+      }));
+
+    test('traffic sums requests, bytes, errors and per-backend share for one tier', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('traffic');
+        const at = T0 + 10 * SECOND;
+        const records = [];
+        for (let i = 0; i < 5; i++) records.push(rec({ at: at + i, bytes: 1000, backend: 'web-1' }));
+        for (let i = 0; i < 3; i++) records.push(rec({ at: at + i, kind: 'playlist', bytes: 500, backend: 'web-2' }));
+        for (let i = 0; i < 2; i++) records.push(rec({ at: at + i, status: 503, bytes: 0, backend: 'web-2' }));
+        records.push(rec({ at, status: 404, bytes: 10, backend: 'web-3' }));
+        records.push(rec({ at, kind: 'page', bytes: 2000, backend: 'web-1' }));
+        records.push(rec({ at, kind: 'other', stream: null, status: 502, bytes: 0, backend: null })); // the proxy answered itself
+        records.push(rec({ at, stream: 'beta', bytes: 7000, backend: 'web-3' }));
+        records.push(rec({ at: T0 + 60 * SECOND, bytes: 1 })); // at `to`: outside
+        records.push(rec({ at: T0 - 1, bytes: 1 })); // before `from`: outside
+        records.push(rec({ at, tier: 'web', instance: 'web-1', bytes: 1000 }));
+        records.push(rec({ at, tier: 'web', instance: 'web-1', bytes: 1000 }));
+        records.push(rec({ at, tier: 'web', instance: 'web-2', status: 500, bytes: 0 }));
+        assert.equal((await store.insert(records)).inserted, records.length);
+
+        const from = new Date(T0);
+        const to = new Date(T0 + 60 * SECOND);
+        assert.deepEqual(await store.traffic('alpha', 'proxy', from, to), {
+          requests: 12, bytes: 8510, serverErrors: 2, clientErrors: 1, byBackend: { 'web-1': 6, 'web-2': 5, 'web-3': 1 },
+        });
+        assert.deepEqual(await store.traffic(null, 'proxy', from, to), {
+          requests: 14, bytes: 15_510, serverErrors: 3, clientErrors: 1, byBackend: { 'web-1': 6, 'web-2': 5, 'web-3': 2 },
+        });
+        assert.deepEqual(await store.traffic('alpha', 'web', from, to), {
+          requests: 3, bytes: 2000, serverErrors: 1, clientErrors: 0, byBackend: { 'web-1': 2, 'web-2': 1 },
+        });
+        assert.deepEqual(await store.traffic('beta', 'web', from, to), {
+          requests: 0, bytes: 0, serverErrors: 0, clientErrors: 0, byBackend: {},
+        });
+      }));
+
+    test('newestRecordTime is the newest @timestamp, to the millisecond', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('newest');
+        await store.insert([rec({ at: T0 + 1 }), rec({ at: T0 + 123_456 }), rec({ at: T0 + 5 })]);
+        assert.deepEqual(await store.newestRecordTime(), new Date(T0 + 123_456));
+        await store.insert([rec({ at: T0 - 60 * SECOND })]); // a late, older record changes nothing
+        assert.deepEqual(await store.newestRecordTime(), new Date(T0 + 123_456));
+        // Web records count too: lag is about the pipeline, not about viewers.
+        await store.insert([rec({ at: T0 + 200_000, tier: 'web', kind: 'other', stream: null })]);
+        assert.deepEqual(await store.newestRecordTime(), new Date(T0 + 200_000));
+      }));
+
+    test(options.retentionDeletes ? 'applyRetention deletes records older than the cut-off' : 'applyRetention is left to the store (returns 0)', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('retention');
+        await store.insert(Array.from({ length: 10 }, (_, i) => rec({ at: T0 + i * SECOND, client_ip: ipv4(6, i), session_id: `r-${i}` })));
+        const deleted = await store.applyRetention(new Date(T0 + 4 * SECOND));
+        if (options.retentionDeletes) {
+          assert.equal(deleted, 4);
+          assert.equal(await store.count(), 6);
+          assert.deepEqual(await store.viewerHistory('alpha', new Date(T0), new Date(T0 + 10 * SECOND), 5 * SECOND), [
+            { t: new Date(T0), ips: 1, sessions: 1 }, // only T0 + 4 s is left of the first five
+            { t: new Date(T0 + 5 * SECOND), ips: 5, sessions: 5 },
+          ]);
+          assert.deepEqual(await store.newestRecordTime(), new Date(T0 + 9 * SECOND));
+          assert.equal(await store.applyRetention(new Date(T0 + 4 * SECOND)), 0);
+          // The store keeps working after a deletion.
+          assert.equal((await store.insert([rec({ at: T0 + 10 * SECOND })])).inserted, 1);
+          assert.equal(await store.count(), 7);
+        } else {
+          assert.equal(deleted, 0);
+          assert.equal(await store.count(), 10);
+        }
+      }));
+
+    test('a malformed record is rejected with its reason; the rest of the batch is stored', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('bad');
+        const good1 = rec({ at: T0, client_ip: '10.7.0.1', session_id: 'g-1' });
+        const good2 = rec({ at: T0 + 1, client_ip: '10.7.0.2', session_id: 'g-2' });
+        const { client_ip: _omitted, ...noIp } = rec({ at: T0 });
+        const { record_id: _none, ...noId } = rec({ at: T0 });
+        const batch: unknown[] = [
+          good1,
+          noIp,
+          { ...rec({ at: T0 }), '@timestamp': 'yesterday' },
+          { ...rec({ at: T0 }), '@timestamp': '2025-01-15T12:00:00' }, // no zone: local time? refused
+          { ...rec({ at: T0 }), kind: 'video' },
+          { ...rec({ at: T0 }), client_ip: 'not-an-ip' },
+          { ...rec({ at: T0 }), status: '200' },
+          { ...rec({ at: T0 }), bytes: -1 },
+          { ...rec({ at: T0 }), tier: 'cdn' },
+          noId,
+          null,
+          'a string',
+          good2,
+        ];
+        const result = await store.insert(batch as never);
+        assert.equal(result.inserted, 2);
+        assert.equal(result.duplicates, 0);
+        assert.equal(result.rejected.length, batch.length - 2);
+        assert.deepEqual(
+          result.rejected.map((r) => r.record_id),
+          ['bad-3', 'bad-5', 'bad-6', 'bad-7', 'bad-8', 'bad-9', 'bad-10', 'bad-11', null, null, null],
+        );
+        for (const r of result.rejected) assert.ok(r.reason.length > 0);
+        assert.match(result.rejected[0]!.reason, /client_ip/);
+        assert.match(result.rejected[3]!.reason, /kind/);
+        assert.equal(await store.count(), 2);
+        assert.deepEqual((await store.viewersNow(new Date(T0 + 1), 30 * SECOND)).get('alpha'), { ips: 2, sessions: 2 });
+        // A batch of nothing but bad records is not an error either.
+        assert.deepEqual(await store.insert([{} as never]), { inserted: 0, duplicates: 0, rejected: [{ record_id: null, reason: 'record_id: missing or not a non-empty string' }] });
+      }));
+
+    test('records and history survive close and reopen', skip, () =>
+      withStore(async (first, fixture) => {
+        const rec = recordMaker('persist');
+        const records = Array.from({ length: 50 }, (_, i) =>
+          rec({ at: T0 + i * 200, client_ip: ipv4(8, i % 10), session_id: `p-${i % 12}`, kind: i % 2 ? 'segment' : 'playlist' }),
+        );
+        assert.equal((await first.insert(records)).inserted, 50);
+        const before = {
+          now: await first.viewersNow(new Date(T0 + 10 * SECOND), 30 * SECOND),
+          history: await first.viewerHistory('alpha', new Date(T0), new Date(T0 + 10 * SECOND), 5 * SECOND),
+          newest: await first.newestRecordTime(),
+        };
+        assert.deepEqual(before.now.get('alpha'), { ips: 10, sessions: 12 });
+        await first.close();
+
+        const second = fixture.create();
+        await second.open();
+        try {
+          assert.equal(await second.count(), 50);
+          assert.deepEqual(await second.viewersNow(new Date(T0 + 10 * SECOND), 30 * SECOND), before.now);
+          assert.deepEqual(await second.viewerHistory('alpha', new Date(T0), new Date(T0 + 10 * SECOND), 5 * SECOND), before.history);
+          assert.deepEqual(await second.newestRecordTime(), before.newest);
+          // The record ids are remembered too: a replay after the restart is still a duplicate.
+          assert.deepEqual(await second.insert(records.slice(0, 5)), { inserted: 0, duplicates: 5, rejected: [] });
+        } finally {
+          await second.close();
+        }
+      }));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+runAccessStoreContract(
+  'DuckDB (embedded file)',
+  () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onair-store-'));
+    const file = path.join(dir, 'monitoring', 'access.duckdb');
+    return {
+      create: () => new DuckDbAccessStore({ path: file }),
+      cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
+    };
+  },
+  { retentionDeletes: true },
+);
+
+const esUrl = process.env['ELASTICSEARCH_URL'];
+runAccessStoreContract(
+  'Elasticsearch',
+  () => {
+    // A unique data stream (and template and policy) per test, removed afterwards.
+    const dataStream = `onair-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const options = {
+      node: esUrl!,
+      ...(process.env['ELASTICSEARCH_API_KEY'] ? { apiKey: process.env['ELASTICSEARCH_API_KEY'] } : {}),
+      ...(process.env['ELASTICSEARCH_USERNAME'] ? { username: process.env['ELASTICSEARCH_USERNAME'], password: process.env['ELASTICSEARCH_PASSWORD'] ?? '' } : {}),
+      dataStream,
+      retentionDays: 1,
+      refresh: 'wait_for' as const, // read-your-writes for the assertions
+    };
+    return {
+      create: () => new ElasticsearchAccessStore(options),
+      cleanup: async () => {
+        const admin = new ElasticsearchAccessStore(options);
+        try {
+          await admin.removeAll();
+        } finally {
+          await admin.close();
+        }
+      },
+    };
+  },
+  { retentionDeletes: false, skip: esUrl ? false : 'ELASTICSEARCH_URL not set: no Elasticsearch server on this machine' },
+);
