@@ -1,11 +1,12 @@
 /**
  * `npm run bench`: figures and ratios for this machine, printed, never asserted (timings on a
- * shared 2-core machine are noisy). BENCH=ingest,latency,shipping selects benchmarks (default: ingest,latency).
+ * shared 2-core machine are noisy). BENCH=ingest,latency,monitoring,shipping selects benchmarks (default: ingest,latency,monitoring).
  */
 import { benchIngest } from './ingest.ts';
 import { benchLatency } from './latency.ts';
+import { benchMonitoringIngest } from './monitoring-ingest.ts';
 
-const selected = new Set((process.env.BENCH ?? 'ingest,latency').split(','));
+const selected = new Set((process.env.BENCH ?? 'ingest,latency,monitoring').split(','));
 const results: Record<string, Record<string, number>> = {};
 
 if (selected.has('ingest')) {
@@ -17,6 +18,11 @@ if (selected.has('latency')) {
   console.log('latency: Chromium through the proxy, 720p30, 1 s keyframes; screenshots in test-artifacts/latency-*.png …');
   results.latency = await benchLatency();
   console.table(results.latency);
+}
+if (selected.has('monitoring')) {
+  console.log('monitoring: receiver + DuckDB store fed by the record shipper (steady 4 000/s, then a burst) …');
+  results.monitoring = await benchMonitoringIngest();
+  console.table(results.monitoring);
 }
 if (selected.has('shipping')) {
   console.log('shipping: access records to a Fluent receiver in another process, with acks (COUNT records) …');
