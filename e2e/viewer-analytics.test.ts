@@ -99,6 +99,14 @@ describe('viewer analytics', () => {
     }
     assert.deepEqual(viewers.flatMap((v) => v.errors), []);
     await waitFor('the count to fall to 0 within the window', async () => (await viewersOf(stack, 'all-hands')).ips === 0, WINDOW_MS + 5000, 250);
+    // The senders' loss counters (proxy + 3 web replicas) are part of the pipeline picture.
+    const senders = await waitFor('sender counters of all four senders', async () => {
+      const res = await fetch(`${stack.proxyUrl}/api/pipeline`, { headers: { authorization: `Bearer ${stack.opsToken}` } });
+      const body = (await res.json()) as { senders: { instances: number; receiverConnected: number; dropped: number; spooled: number } | null };
+      return body.senders && body.senders.instances === 4 && body.senders.receiverConnected === 4 ? body.senders : undefined;
+    }, 20_000, 500);
+    assert.equal(senders.dropped, 0);
+    assert.equal(senders.spooled, 0);
   });
 
   test('N player sessions behind one address: 1 IP, N sessions', async () => {

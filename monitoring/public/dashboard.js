@@ -176,9 +176,13 @@
     const p = overview.pipeline;
     const lag = p.lagMs === null ? 'no records yet' : (p.lagMs / 1000).toFixed(1) + ' s';
     $('#lag').textContent = 'pipeline lag ' + lag;
+    const senders = p.senders;
     const rows = [
       ['newest record', fmt.time(p.newestRecordAt)],
       ['lag (now − newest record)', lag],
+      ['records waiting at senders', senders ? fmt.int(senders.queued) + ' in memory · ' + fmt.int(senders.spooled) + ' on disk' : '–'],
+      ['records lost (dropped)', senders ? fmt.int(senders.dropped) : '–'],
+      ['senders connected', senders ? senders.receiverConnected + ' of ' + senders.instances + (senders.unreachable ? ' (' + senders.unreachable + ' unreachable)' : '') : '–'],
       ['viewer window', overview.windowMs / 1000 + ' s'],
       ['updated', fmt.time(overview.generatedAt)],
     ];

@@ -77,3 +77,18 @@ test('history resolution is 10 s for the last hours and coarser beyond', () => {
   assert.equal(historyBucketMs(7 * 24 * 3600_000), 600_000);
   assert.equal(historyBucketMs(60 * 24 * 3600_000), 3600_000);
 });
+
+test('sender loss counters are summed over label sets from a Prometheus exposition', async () => {
+  const { readSenderMetrics } = await import('../src/analytics/sender-stats.ts');
+  const text = [
+    '# HELP onair_records_dropped_total Access records given up on, by reason',
+    '# TYPE onair_records_dropped_total counter',
+    'onair_records_dropped_total{reason="spool_full",service="web",instance="web-1"} 3',
+    'onair_records_dropped_total{reason="spool_corrupt",service="web",instance="web-1"} 1',
+    'onair_records_queued{service="web",instance="web-1"} 42',
+    'onair_records_spooled{service="web",instance="web-1"} 1000',
+    'onair_records_receiver_up{service="web",instance="web-1"} 1',
+    'onair_records_sent_total{service="web",instance="web-1"} 99',
+  ].join('\n');
+  assert.deepEqual(readSenderMetrics(text), { onair_records_dropped_total: 4, onair_records_queued: 42, onair_records_spooled: 1000, onair_records_receiver_up: 1 });
+});

@@ -7,6 +7,7 @@ import { readLiveState } from '../../../common/src/live-state.ts';
 import { ingestStateFile } from '../../../common/src/media-layout.ts';
 import type { Logger } from '../../../common/src/logger.ts';
 import type { AccessStore, ViewerCount } from '../store/access-store.ts';
+import { collectSenderStats, type SenderStats } from './sender-stats.ts';
 
 export interface StreamOverview {
   stream: string;
@@ -35,7 +36,7 @@ export interface Overview {
   generatedAt: string;
   windowMs: number;
   streams: StreamOverview[];
-  pipeline: { newestRecordAt: string | null; lagMs: number | null; storeUp: boolean };
+  pipeline: { newestRecordAt: string | null; lagMs: number | null; storeUp: boolean; senders: SenderStats | null };
   backends: BackendRow[] | null;
 }
 
@@ -53,10 +54,12 @@ export interface OverviewOptions {
 const PEAK_BUCKET_MS = 10_000;
 const PEAK_REFRESH_MS = 15_000;
 const PEAK_LOOKBACK_MS = 24 * 3600_000;
+const SENDER_REFRESH_MS = 5000;
 
 export class OverviewBuilder {
   private peaks = new Map<string, { value: ViewerCount & { at: string | null }; refreshedAt: number }>();
   private readonly rateWindowMs: number;
+  private senders: { stats: SenderStats; at: number } | null = null;
 
   constructor(private readonly options: OverviewOptions) {
     this.rateWindowMs = options.rateWindowMs ?? 10_000;
@@ -70,6 +73,7 @@ export class OverviewBuilder {
       store.newestRecordTime(),
       this.fetchBackends(),
     ]);
+    const senders = await this.senderStats(backends, now.getTime());
     const live = new Map(liveState.streams.map((s) => [s.stream, s]));
     const names = [...new Set([...live.keys(), ...viewers.keys()])].sort();
     const from = new Date(now.getTime() - this.rateWindowMs);
@@ -100,7 +104,7 @@ export class OverviewBuilder {
       generatedAt: now.toISOString(),
       windowMs,
       streams,
-      pipeline: { newestRecordAt: newest?.toISOString() ?? null, lagMs: newest ? Math.max(0, now.getTime() - newest.getTime()) : null, storeUp: true },
+      pipeline: { newestRecordAt: newest?.toISOString() ?? null, lagMs: newest ? Math.max(0, now.getTime() - newest.getTime()) : null, storeUp: true, senders },
       backends,
     };
   }
@@ -120,6 +124,16 @@ export class OverviewBuilder {
     if (current.ips > cached.value.ips) cached.value = { ...current, at: now.toISOString() };
     else if (current.sessions > cached.value.sessions && current.ips === cached.value.ips) cached.value = { ...current, at: now.toISOString() };
     return cached.value;
+  }
+
+  /** The proxy and every web backend it knows, polled at most every 5 s. */
+  private async senderStats(backends: BackendRow[] | null, now: number): Promise<SenderStats | null> {
+    if (!this.options.proxyUrl) return null;
+    if (!this.senders || now - this.senders.at >= SENDER_REFRESH_MS) {
+      const urls = [this.options.proxyUrl, ...(backends ?? []).map((b) => b.url)];
+      this.senders = { stats: await collectSenderStats(urls), at: now };
+    }
+    return this.senders.stats;
   }
 
   private async fetchBackends(): Promise<BackendRow[] | null> {

@@ -50,14 +50,17 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, path:
     return sendJson(res, 200, { stream, bucketMs, points: points.map((p) => ({ t: p.t.toISOString(), ips: p.ips, sessions: p.sessions })) }, req.method === 'HEAD');
   }
   if (path === '/api/pipeline') {
-    const overview = await ctx.overview();
+    const [overview, newest] = await Promise.all([ctx.overview(), ctx.store.newestRecordTime()]);
+    const now = Date.now();
     const metrics = await ctx.registry.getMetricsAsJSON();
     const counters: Record<string, number> = {};
     for (const m of metrics) {
       if (!m.name.startsWith('onair_monitoring_records_') && m.name !== 'onair_monitoring_store_write_failures_total') continue;
       counters[m.name.replace('onair_monitoring_', '')] = (m.values as Array<{ value: number }>).reduce((a, v) => a + v.value, 0);
     }
-    return sendJson(res, 200, { ...overview.pipeline, counters });
+    // Lag read now, not from the overview (which may be up to one refresh old).
+    const lag = { newestRecordAt: newest?.toISOString() ?? null, lagMs: newest ? Math.max(0, now - newest.getTime()) : null };
+    return sendJson(res, 200, { ...overview.pipeline, ...lag, counters });
   }
   return sendError(res, 404, 'not_found', 'unknown API path: see /api/streams, /api/streams/<stream>/history, /api/pipeline');
 }

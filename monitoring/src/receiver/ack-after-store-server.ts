@@ -13,6 +13,8 @@ import type { Logger } from '../../../common/src/logger.ts';
 
 export type EntryBatch = Array<{ tag: string; time: unknown; record: unknown }>;
 
+const MAX_PENDING_CHUNKS = 16;
+
 export class AckAfterStoreServer extends FluentServer {
   private readonly connections = new Set<Socket>();
 
@@ -38,13 +40,32 @@ export class AckAfterStoreServer extends FluentServer {
     this.connections.add(socket);
     socket.once('close', () => this.connections.delete(socket));
     socket.on('error', () => undefined);
+    // Several chunks of one connection are stored concurrently (they share store batches, and
+    // acks are matched by chunk id, not by order); beyond MAX_PENDING_CHUNKS reading waits, which
+    // is the backpressure a slow store puts on its senders.
+    const pending = new Set<Promise<void>>();
+    let failure: unknown = null;
     try {
       for await (const message of protocol.decodeClientStream(socket)) {
+        if (failure) throw failure;
         if (!protocol.isClientTransportMessage(message)) throw new Error('unexpected message (no authentication is configured)');
         const decoded = protocol.parseTransport(message);
-        await this.accept(decoded.entries.map(([time, record]) => ({ tag: decoded.tag, time, record })));
-        if (decoded.chunk) socket.write(protocol.encodeMessage(protocol.generateAck(decoded.chunk)));
+        const stored: Promise<void> = this.accept(decoded.entries.map(([time, record]) => ({ tag: decoded.tag, time, record }))).then(
+          () => {
+            pending.delete(stored);
+            if (decoded.chunk && !socket.destroyed) socket.write(protocol.encodeMessage(protocol.generateAck(decoded.chunk)));
+          },
+          (err: unknown) => {
+            pending.delete(stored);
+            failure ??= err;
+            socket.destroy(); // no ack: the sender keeps the chunk and resends it
+          },
+        );
+        pending.add(stored);
+        if (pending.size >= MAX_PENDING_CHUNKS) await Promise.race(pending);
       }
+      await Promise.all(pending);
+      if (failure) throw failure;
     } catch (err) {
       this.log.warn({ peer, err: (err as Error).message }, 'fluent connection closed without acknowledging its last chunk');
       socket.destroy();

@@ -19,7 +19,8 @@ export class RecordIntake {
     private readonly metrics: MonitoringMetrics,
     private readonly log: Logger,
   ) {
-    this.batcher = new RecordBatcher((records) => this.write(records));
+    // Short linger: it bounds the latency a record adds, while concurrent chunks still share a write.
+    this.batcher = new RecordBatcher((records) => this.write(records), 5000, 25);
   }
 
   accept = async (entries: EntryBatch): Promise<void> => {
