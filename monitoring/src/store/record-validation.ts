@@ -11,25 +11,12 @@ import type { AccessRecord, RequestKind } from '../../../common/src/access-recor
 import { isStreamName } from '../../../common/src/stream-name.ts';
 
 /** A record as both stores keep it: timestamp as epoch ms, client_ip canonical, optionals explicit. */
-export interface StoredAccessRecord {
+export type StoredAccessRecord = Omit<AccessRecord, '@timestamp' | 'backend' | 'request_id'> & {
   /** @timestamp as milliseconds since the epoch (UTC). */
   ts: number;
-  stream: string | null;
-  kind: RequestKind;
-  client_ip: string;
-  method: string;
-  path: string;
-  status: number;
-  bytes: number;
-  duration_ms: number;
-  tier: 'proxy' | 'web';
-  instance: string;
-  user_agent: string;
-  session_id: string | null;
-  record_id: string;
   backend: string | null;
   request_id: string | null;
-}
+};
 
 export type ValidationResult =
   | { ok: true; record: StoredAccessRecord }
