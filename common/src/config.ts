@@ -26,8 +26,13 @@ export function parseEnv<S extends z.ZodObject>(service: string, schema: S, env:
   throw new ConfigError(service, problems);
 }
 
+/** An empty or blank variable counts as unset (compose files and shells often pass `VAR=`). */
+export const emptyAsUnset = (value: unknown): unknown => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+
 /** Reusable field schemas: environment values are strings, these coerce and validate them. */
 export const env = {
+  /** An optional string; empty counts as unset. */
+  optionalString: () => z.preprocess(emptyAsUnset, z.string().optional()),
   port: (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback),
   positiveInt: (fallback: number) => z.coerce.number().int().positive().default(fallback),
   nonNegativeInt: (fallback: number) => z.coerce.number().int().min(0).default(fallback),

@@ -2,8 +2,6 @@ import os from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_DATA_DIR, DEFAULT_MEDIA_DIR, env, parseEnv } from '../../common/src/config.ts';
 
-const optionalString = z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), z.string().optional());
-
 export const monitoringConfigSchema = z.object({
   MONITORING_HOST: env.host('0.0.0.0'),
   MONITORING_PORT: env.port(9000),
@@ -11,10 +9,10 @@ export const monitoringConfigSchema = z.object({
   DATA_DIR: env.dir(DEFAULT_DATA_DIR),
   /** Where records are stored: the embedded database, or Elasticsearch (docker-compose). */
   STORE: z.enum(['duckdb', 'elasticsearch']).default('duckdb'),
-  ELASTICSEARCH_URL: optionalString,
-  ELASTICSEARCH_USERNAME: optionalString,
-  ELASTICSEARCH_PASSWORD: optionalString,
-  ELASTICSEARCH_API_KEY: optionalString,
+  ELASTICSEARCH_URL: env.optionalString(),
+  ELASTICSEARCH_USERNAME: env.optionalString(),
+  ELASTICSEARCH_PASSWORD: env.optionalString(),
+  ELASTICSEARCH_API_KEY: env.optionalString(),
   /** on: monitoring is the Fluent forward receiver (local mode); off: fluentd is (containers). */
   FLUENT_RECEIVER: z.enum(['on', 'off']).default('on'),
   FLUENT_RECEIVER_HOST: env.host('127.0.0.1'),
@@ -25,7 +23,7 @@ export const monitoringConfigSchema = z.object({
   REFRESH_MS: z.coerce.number().int().min(200).max(2000).default(1000),
   RETENTION_DAYS: z.coerce.number().positive().default(30),
   /** The proxy's base URL, for its backend table (admin API, same ops token). */
-  PROXY_URL: optionalString,
+  PROXY_URL: env.optionalString(),
   OPS_TOKEN: z.string().min(12, 'the ops token must be at least 12 characters'),
   INSTANCE: z.string().min(1).default(`monitoring-${os.hostname()}`),
   LOG_LEVEL: env.logLevel(),

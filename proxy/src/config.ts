@@ -1,13 +1,11 @@
 import os from 'node:os';
 import { z } from 'zod';
-import { env, parseEnv } from '../../common/src/config.ts';
+import { emptyAsUnset, env, parseEnv } from '../../common/src/config.ts';
 import { recordShippingConfig, recordShippingEnv, type RecordShippingConfig } from '../../common/src/record-shipping/config.ts';
 import { normalizeBackendUrl, parseBackendList } from './backend-url.ts';
 
 /** DESIGN.md: the three local web replicas, used when neither BACKENDS nor BACKENDS_FILE is set. */
 export const DEFAULT_BACKENDS = ['http://127.0.0.1:3001', 'http://127.0.0.1:3002', 'http://127.0.0.1:3003'];
-
-const emptyAsUnset = (v: unknown): unknown => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 
 const backendList = z
   .string()
@@ -44,7 +42,7 @@ export const proxyConfigSchema = z.object({
   /** Static backends. Unset → DESIGN.md's local replicas (unless BACKENDS_FILE is set); empty → none. */
   BACKENDS: backendList,
   /** JSON (array of URLs or {"backends": [...]}) or one URL per line; watched for changes. */
-  BACKENDS_FILE: z.preprocess(emptyAsUnset, z.string().optional()),
+  BACKENDS_FILE: env.optionalString(),
   BACKENDS_FILE_POLL_MS: env.positiveInt(2000),
   HEALTH_INTERVAL_MS: env.positiveInt(1000),
   HEALTH_TIMEOUT_MS: env.positiveInt(800),
@@ -53,7 +51,7 @@ export const proxyConfigSchema = z.object({
   /** Idle time after which an upstream request is abandoned (0 = never). */
   UPSTREAM_TIMEOUT_MS: env.nonNegativeInt(30_000),
   /** Bearer token of the admin API; the API is disabled when unset. */
-  OPS_TOKEN: z.preprocess(emptyAsUnset, z.string().optional()),
+  OPS_TOKEN: env.optionalString(),
   INSTANCE: z.preprocess(emptyAsUnset, z.string().max(200).optional()),
   /** When set, /monitor* and /api/* go to this upstream instead of the web pool. */
   MONITORING_URL: backendUrl,

@@ -1,8 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_DATA_DIR, env } from '../config.ts';
-
-const emptyAsUnset = (v: unknown): unknown => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+import { DEFAULT_DATA_DIR, emptyAsUnset, env } from '../config.ts';
 
 /**
  * Environment of access-record shipping, shared by web and proxy (spread into their schemas).
@@ -13,7 +11,7 @@ export const recordShippingEnv = {
   FLUENT_HOST: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
   FLUENT_PORT: env.port(24224),
   /** Spill folder for records the receiver has not taken yet; default DATA_DIR/spool/<instance>. */
-  SPOOL_DIR: z.preprocess(emptyAsUnset, z.string().optional()),
+  SPOOL_DIR: env.optionalString(),
   DATA_DIR: env.dir(DEFAULT_DATA_DIR),
   /** Records held in memory before spilling to disk. */
   RECORD_QUEUE_MAX: env.positiveInt(20_000),
