@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import type { Logger } from '../../common/src/logger.ts';
+import { secretMatcher } from '../../common/src/secret-match.ts';
 import type { BackendPool } from './backend-pool.ts';
 import { normalizeBackendUrl } from './backend-url.ts';
 import type { ProxyResponse } from './proxy-response.ts';
@@ -26,14 +26,14 @@ class HttpError extends Error {
  * Without OPS_TOKEN the API is disabled (403). The token is compared in constant time.
  */
 export class AdminApi {
-  private readonly tokenDigest: Buffer | null;
+  private readonly tokenMatches: ((candidate: string) => boolean) | null;
 
   constructor(
     private readonly pool: BackendPool,
     opsToken: string | undefined,
     private readonly logger: Logger,
   ) {
-    this.tokenDigest = opsToken ? digest(opsToken) : null;
+    this.tokenMatches = opsToken ? secretMatcher(opsToken) : null;
   }
 
   handles(path: string): boolean {
@@ -49,7 +49,7 @@ export class AdminApi {
   }
 
   private async dispatch(req: IncomingMessage, res: ProxyResponse, path: string): Promise<void> {
-    if (this.tokenDigest === null) throw new HttpError(403, 'admin API disabled: set OPS_TOKEN to enable it');
+    if (this.tokenMatches === null) throw new HttpError(403, 'admin API disabled: set OPS_TOKEN to enable it');
     if (!this.authorized(req.headers.authorization)) {
       res.setHeader('www-authenticate', 'Bearer realm="onair-proxy"');
       throw new HttpError(401, 'missing or wrong bearer token');
@@ -72,8 +72,7 @@ export class AdminApi {
 
   private authorized(header: string | undefined): boolean {
     const match = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-    // Compare digests: equal length whatever was sent, so the comparison time says nothing about the token.
-    return match !== null && timingSafeEqual(digest(match[1]!), this.tokenDigest!);
+    return match !== null && this.tokenMatches!(match[1]!);
   }
 
   private list(): unknown {
@@ -107,9 +106,6 @@ export class AdminApi {
   }
 }
 
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
-}
 
 function validUrl(raw: string): string {
   try {

@@ -3,36 +3,28 @@
  * dashboard in a browser, a session cookie obtained by posting the token to /monitor/login.
  * The cookie holds an HMAC of the token, not the token: it stops working when the token changes.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { secretMatcher } from '../../../common/src/secret-match.ts';
 
 export const SESSION_COOKIE = 'onair_ops';
 
 export class OpsAuth {
-  private readonly tokenBytes: Buffer;
   readonly sessionValue: string;
+  readonly tokenMatches: (candidate: string) => boolean;
+  private readonly sessionMatches: (candidate: string) => boolean;
 
   constructor(token: string) {
-    this.tokenBytes = Buffer.from(token, 'utf8');
     this.sessionValue = createHmac('sha256', token).update('onair ops session v1').digest('base64url');
-  }
-
-  tokenMatches(candidate: string): boolean {
-    const given = Buffer.from(candidate, 'utf8');
-    // Compare digests so length differences do not short-circuit either.
-    const a = createHmac('sha256', 'cmp').update(given).digest();
-    const b = createHmac('sha256', 'cmp').update(this.tokenBytes).digest();
-    return timingSafeEqual(a, b);
+    this.tokenMatches = secretMatcher(token);
+    this.sessionMatches = secretMatcher(this.sessionValue);
   }
 
   isAuthenticated(req: IncomingMessage): boolean {
     const header = req.headers.authorization;
     if (header?.startsWith('Bearer ')) return this.tokenMatches(header.slice(7).trim());
     const cookie = readCookie(req, SESSION_COOKIE);
-    if (!cookie) return false;
-    const a = Buffer.from(cookie);
-    const b = Buffer.from(this.sessionValue);
-    return a.length === b.length && timingSafeEqual(a, b);
+    return cookie !== null && this.sessionMatches(cookie);
   }
 
   sessionCookie(): string {
