@@ -11,7 +11,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { RecordShipper } from '../common/src/record-shipping/index.ts';
-import { freePort, makeTempDir, sleep, startService, waitFor, waitForHttpOk } from '../common/testing/processes.ts';
+import { makeTempDir, sleep, waitFor, waitForHttpOk } from '../common/testing/processes.ts';
+import { startMonitoring } from '../common/testing/stack.ts';
 import { syntheticRecord } from '../common/testing/records.ts';
 
 const TOKEN = 'bench-ops-token-0123456789';
@@ -26,16 +27,11 @@ export async function benchMonitoringIngest(): Promise<Record<string, number>> {
   const burst = Number(process.env.BURST ?? 200_000);
   const rate = 4000;
   const temp = await makeTempDir('bench-monitoring');
-  const port = await freePort();
-  const fluentPort = await freePort();
-  const monitoring = startService('monitoring', {
-    MEDIA_DIR: path.join(temp.dir, 'media'),
-    DATA_DIR: path.join(temp.dir, 'data'),
-    MONITORING_HOST: '127.0.0.1',
-    MONITORING_PORT: String(port),
-    FLUENT_RECEIVER_PORT: String(fluentPort),
-    OPS_TOKEN: TOKEN,
-    LOG_LEVEL: 'warn',
+  const { process: monitoring, port, fluentPort } = await startMonitoring({
+    mediaDir: path.join(temp.dir, 'media'),
+    dataDir: path.join(temp.dir, 'data'),
+    opsToken: TOKEN,
+    env: { LOG_LEVEL: 'warn' },
   });
   const shipper = new RecordShipper({
     host: '127.0.0.1',

@@ -16,7 +16,7 @@ export interface Stack {
   proxyUrl: string | null;
   proxy: ManagedProcess | null;
   /** Present with `monitoring: true`: the service, its URL and its Fluent receiver port. */
-  monitoring: { process: ManagedProcess; url: string; fluentPort: number; port: number; env: Record<string, string> } | null;
+  monitoring: MonitoringProcess | null;
   opsToken: string;
   publishUrl(stream: string, key: string): string;
   playlistPath(stream: string): string;
@@ -50,21 +50,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const shippingEnv: Record<string, string> = {};
   const proxyPort = await freePort();
   if (options.monitoring) {
-    const port = await freePort();
-    const fluentPort = await freePort();
-    const env = {
-      MEDIA_DIR: mediaDir,
-      DATA_DIR: dataDir,
-      MONITORING_HOST: '127.0.0.1',
-      MONITORING_PORT: String(port),
-      FLUENT_RECEIVER_PORT: String(fluentPort),
-      OPS_TOKEN: opsToken,
-      PROXY_URL: `http://127.0.0.1:${proxyPort}`,
-      ...options.monitoringEnv,
-    };
-    monitoring = { process: startService('monitoring', env), url: `http://127.0.0.1:${port}`, fluentPort, port, env };
+    monitoring = await startMonitoring({ mediaDir, dataDir, opsToken, env: { PROXY_URL: `http://127.0.0.1:${proxyPort}`, ...options.monitoringEnv } });
     processes.push(monitoring.process);
-    Object.assign(shippingEnv, { FLUENT_HOST: '127.0.0.1', FLUENT_PORT: String(fluentPort), DATA_DIR: dataDir });
+    Object.assign(shippingEnv, { FLUENT_HOST: '127.0.0.1', FLUENT_PORT: String(monitoring.fluentPort), DATA_DIR: dataDir });
   }
   const ingest = startService('ingest', {
     MEDIA_DIR: mediaDir,
@@ -130,6 +118,31 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     throw new Error(`${(err as Error).message}\n${diag}`);
   }
   return stack;
+}
+
+export interface MonitoringProcess {
+  process: ManagedProcess;
+  url: string;
+  port: number;
+  fluentPort: number;
+  /** The environment it was started with (to start it again on the same data). */
+  env: Record<string, string>;
+}
+
+/** monitoring (embedded store, Fluent receiver) on free loopback ports. */
+export async function startMonitoring(options: { mediaDir: string; dataDir: string; opsToken: string; env?: Record<string, string> }): Promise<MonitoringProcess> {
+  const port = await freePort();
+  const fluentPort = await freePort();
+  const env = {
+    MEDIA_DIR: options.mediaDir,
+    DATA_DIR: options.dataDir,
+    MONITORING_HOST: '127.0.0.1',
+    MONITORING_PORT: String(port),
+    FLUENT_RECEIVER_PORT: String(fluentPort),
+    OPS_TOKEN: options.opsToken,
+    ...options.env,
+  };
+  return { process: startService('monitoring', env), url: `http://127.0.0.1:${port}`, port, fluentPort, env };
 }
 
 export async function createStream(stack: Stack, stream: string): Promise<string> {

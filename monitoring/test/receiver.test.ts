@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { FluentClient } from '@fluent-org/logger';
 import { ACCESS_RECORD_TAG, type AccessRecord } from '../../common/src/access-record.ts';
 import { freePort, makeTempDir, startService, waitFor, waitForHttpOk } from '../../common/testing/processes.ts';
+import { startMonitoring } from '../../common/testing/stack.ts';
 
 const TOKEN = 'receiver-test-token-123';
 
@@ -35,16 +36,11 @@ function record(i: number, at: Date): AccessRecord {
 test('records sent with acknowledgements are stored once and counted as viewers', async (t) => {
   const temp = await makeTempDir('receiver');
   t.after(temp.remove);
-  const port = await freePort();
-  const fluentPort = await freePort();
-  const monitoring = startService('monitoring', {
-    MEDIA_DIR: path.join(temp.dir, 'media'),
-    DATA_DIR: path.join(temp.dir, 'data'),
-    MONITORING_HOST: '127.0.0.1',
-    MONITORING_PORT: String(port),
-    FLUENT_RECEIVER_PORT: String(fluentPort),
-    OPS_TOKEN: TOKEN,
-    VIEWER_WINDOW_MS: '60000',
+  const { process: monitoring, port, fluentPort } = await startMonitoring({
+    mediaDir: path.join(temp.dir, 'media'),
+    dataDir: path.join(temp.dir, 'data'),
+    opsToken: TOKEN,
+    env: { VIEWER_WINDOW_MS: '60000' },
   });
   t.after(() => monitoring.stop().then(() => undefined));
   await waitForHttpOk(`http://127.0.0.1:${port}/readyz`);
