@@ -86,7 +86,7 @@ describe('ingest with real RTMP publishers', () => {
         const attempt = publish(url, { durationSeconds: 5 });
         const exit = await attempt.exited;
         assert.notEqual(exit.code, 0, `a refused publisher fails (${reason})`);
-        assert.ok(stack.ingest.jsonLogs().some((l) => l.msg === 'publish refused' && l.reason === reason && l.client === '127.0.0.1'), `logged as ${reason}`);
+        await waitFor(`refusal logged as ${reason}`, () => stack.ingest.jsonLogs().some((l) => l.msg === 'publish refused' && l.reason === reason && l.client === '127.0.0.1'), 5000);
       }
       assert.ok(!existsSync(path.dirname(stack.playlistPath('bravo'))), 'nothing written for refused publishes');
       assert.ok(!existsSync(path.dirname(stack.playlistPath('nobody'))));
@@ -97,7 +97,7 @@ describe('ingest with real RTMP publishers', () => {
         const intruder = publish(stack.publishUrl('bravo', key), { durationSeconds: 5 });
         const exit = await intruder.exited;
         assert.notEqual(exit.code, 0);
-        assert.ok(stack.ingest.jsonLogs().some((l) => l.msg === 'publish refused' && l.reason === 'already-live'));
+        await waitFor('refusal logged as already-live', () => stack.ingest.jsonLogs().some((l) => l.msg === 'publish refused' && l.reason === 'already-live'), 5000);
         const view = await waitForSegments(stack, 'bravo', 4);
         assert.equal(view.discontinuities, 0, 'the live broadcast was not disturbed');
         const metrics = await (await fetch(`${stack.controlUrl}/metrics`)).text();

@@ -147,8 +147,10 @@ describe('player in a browser', { skip }, () => {
     // CMCD: every segment request of both broadcasts (two Hls instances) carried the page's one session id.
     const sessionId = await page.evaluate(() => (window as unknown as { onairPlayer: { sessionId: string } }).onairPlayer.sessionId);
     assert.match(sessionId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    const segments = web.jsonLogs().filter((l) => l.msg === 'access').map((l) => l.access as AccessRecord).filter((r) => r.kind === 'segment');
-    assert.ok(segments.some((r) => r.path.includes('/run1-')) && segments.some((r) => r.path.includes('/run2-')), 'segments of both runs');
+    const segments = await waitFor('access records for segments of both runs', () => {
+      const logged = web.jsonLogs().filter((l) => l.msg === 'access').map((l) => l.access as AccessRecord).filter((r) => r.kind === 'segment');
+      return logged.some((r) => r.path.includes('/run1-')) && logged.some((r) => r.path.includes('/run2-')) && logged;
+    }, 5000);
     assert.deepEqual([...new Set(segments.map((r) => r.session_id))], [sessionId]);
     assert.ok(segments.every((r) => !r.path.includes('?')), 'the record path has no query string');
 

@@ -110,7 +110,10 @@ describe('web ships access records to a Fluent receiver', () => {
     assert.ok(received.every((e) => e.tag === 'onair.access'));
 
     // Ops still read every record on stdout, with the same ids.
-    const logged = new Set(web!.jsonLogs().filter((l) => l.msg === 'access').map((l) => (l.access as AccessRecord).record_id));
+    // The receiver can see a record before this process has read the child's stdout pipe: wait for it.
+    const loggedIds = (): Set<unknown> => new Set(web!.jsonLogs().filter((l) => l.msg === 'access').map((l) => (l.access as AccessRecord).record_id));
+    await waitFor('every shipped record in the log', () => records.every((r) => loggedIds().has(r.record_id)));
+    const logged = loggedIds();
     for (const record of records) assert.ok(logged.has(record.record_id), `${record.record_id} not in the log`);
     await waitFor('acknowledged', async () => (await metric(base, 'onair_records_acked_total')) >= 6);
     assert.equal(await metric(base, 'onair_records_receiver_up'), 1);
