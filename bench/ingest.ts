@@ -3,17 +3,9 @@
  * (ingest's node process and its ffmpeg muxer, measured from /proc), time from the publisher's
  * start to the first playlist with a segment (on disk, and through proxy + web), and from a clean stop to EXT-X-ENDLIST.
  */
-import { readFile } from 'node:fs/promises';
 import { sleep, waitFor } from '../common/testing/processes.ts';
 import { createStream, ingestStreams, publish, startStack, viewPlaylist } from '../common/testing/stack.ts';
-
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime + stime
-}
+import { cpuSeconds } from './proc-cpu.ts';
 
 export async function benchIngest(seconds = Number(process.env.BENCH_INGEST_SECONDS ?? 60)): Promise<Record<string, number>> {
   const stack = await startStack({ webReplicas: 3, proxy: true });

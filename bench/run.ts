@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: figures and ratios for this machine, printed, never asserted (timings on a
- * shared 2-core machine are noisy). BENCH=ingest,latency,monitoring,shipping selects benchmarks (default: ingest,latency,monitoring).
+ * shared 2-core machine are noisy). BENCH=ingest,latency,monitoring,shipping,capacity selects benchmarks (default: ingest,latency,monitoring,capacity).
  */
+import { benchCapacity } from './capacity.ts';
 import { benchIngest } from './ingest.ts';
 import { benchLatency } from './latency.ts';
 import { benchMonitoringIngest } from './monitoring-ingest.ts';
 
-const selected = new Set((process.env.BENCH ?? 'ingest,latency,monitoring').split(','));
+const selected = new Set((process.env.BENCH ?? 'ingest,latency,monitoring,capacity').split(','));
 const results: Record<string, Record<string, number>> = {};
 
 if (selected.has('ingest')) {
@@ -27,5 +28,11 @@ if (selected.has('monitoring')) {
 if (selected.has('shipping')) {
   console.log('shipping: access records to a Fluent receiver in another process, with acks (COUNT records) …');
   await import('./record-shipping.ts'); // prints its own table
+}
+if (selected.has('capacity')) {
+  console.log('capacity: hls.js-like viewers ramped until the SLO breaks, then the proxy overhead; results in bench/results/capacity.{json,md} …');
+  const capacity = await benchCapacity();
+  results.capacity = { viewersHeld: capacity.viewersHeld, firstBroken: capacity.firstBroken ?? NaN, proxySegmentP50Ratio: capacity.proxyOverhead?.segmentP50Ratio ?? NaN, proxyCpuPerGbRatio: capacity.proxyOverhead?.cpuPerGbRatio ?? NaN };
+  console.table(results.capacity);
 }
 console.log(JSON.stringify({ machine: { node: process.version, cpus: (await import('node:os')).cpus().length }, results }, null, 2));

@@ -15,6 +15,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -73,9 +74,9 @@ const OUR_SERVICES = {
   monitoring: { kind: 'monitoring', schema: monitoringConfigSchema, load: loadMonitoringConfig, portVar: 'MONITORING_PORT' },
 } as const;
 
-const ONE_SHOT_JOBS = ['es-setup'];
-/** Sizing knobs that may have defaults; every other `${…}` must be a required secret. */
-const OPTIONAL_VARIABLES = new Set(['ES_HEAP', 'ES_MEM_LIMIT', 'KIBANA_MEM_LIMIT']);
+const ONE_SHOT_JOBS = ['es-setup', 'k6'];
+/** Sizing and load-test knobs that may have defaults; every other `${…}` must be a required secret. */
+const OPTIONAL_VARIABLES = new Set(['ES_HEAP', 'ES_MEM_LIMIT', 'KIBANA_MEM_LIMIT', 'K6_STREAM', 'K6_SCENARIO', 'K6_VIEWERS', 'K6_RAMP', 'K6_DURATION']);
 
 /** Compose's `${VAR:?message}` → VAR (required variable), else null. */
 function requiredVariable(value: string | undefined): string | null {
@@ -206,7 +207,7 @@ test('our services: every variable is a setting of the service and parses, healt
   const { services } = await loadCompose();
   assert.deepEqual(
     Object.keys(services).sort(),
-    ['elasticsearch', 'es-setup', 'fluentd', 'ingest', 'kibana', 'monitoring', 'proxy', 'web-1', 'web-2', 'web-3'],
+    ['elasticsearch', 'es-setup', 'fluentd', 'ingest', 'k6', 'kibana', 'monitoring', 'proxy', 'web-1', 'web-2', 'web-3'],
   );
   const problems: string[] = [];
   for (const [name, spec] of Object.entries(OUR_SERVICES)) {
@@ -642,4 +643,19 @@ test('Kibana saved objects: NDJSON, references resolve, fields exist in the inde
     assert.ok(mapped[field], `${where}: ${field} is mapped in the index template`);
     if (agg) assert.notEqual(mapped[field]!.type, 'text', `${where}: ${agg} on ${field} needs an aggregatable field`);
   }
+});
+
+test('the k6 load test: only under its profile, runs our script with --no-usage-report against the proxy', async () => {
+  const { services } = await loadCompose();
+  const k6 = services.k6 as ComposeService & { profiles?: string[] };
+  assert.deepEqual(k6.profiles, ['loadtest'], 'not started by a plain `docker compose up`');
+  imageVersion(k6.image, 'grafana/k6');
+  assert.ok(k6.command?.includes('--no-usage-report'));
+  const script = k6.command?.at(-1) ?? '';
+  const mount = (k6.volumes ?? []).find((v) => v.startsWith('./loadtest:'));
+  assert.ok(mount, 'the loadtest folder is mounted');
+  const inContainer = mount!.split(':')[1]!;
+  assert.ok(script.startsWith(`${inContainer}/`), `${script} is inside the mounted folder`);
+  assert.ok(existsSync(path.join(REPO_ROOT, 'loadtest', script.slice(inContainer.length + 1))), `${script} exists in the repository`);
+  assert.equal(k6.environment?.BASE_URL, 'http://proxy:8080');
 });

@@ -19,6 +19,8 @@ export interface TestPatternOptions {
   /** Draw the clock overlay (costs a little CPU). */
   clock?: boolean;
   label?: string;
+  /** Pace the input at real time (default); false encodes as fast as possible, e.g. into a file. */
+  realtime?: boolean;
 }
 
 export function testPatternArgs(options: TestPatternOptions): string[] {
@@ -39,7 +41,8 @@ export function testPatternArgs(options: TestPatternOptions): string[] {
       `,drawtext=font=monospace:fontsize=${big}:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=8:x=24:y=24:text='${label}  %{localtime\\:%X}'` +
       `,drawtext=font=monospace:fontsize=${Math.round(big * 0.7)}:fontcolor=yellow:box=1:boxcolor=black@0.6:boxborderw=6:x=24:y=${24 + big + 24}:text='ms of day %{eif\\:mod(t*1000+${msOfDay}\\,86400000)\\:d\\:8}'`;
   }
-  const args = ['-hide_banner', '-loglevel', 'error', '-nostats', '-re', '-f', 'lavfi', '-i', video, '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
+  const pace = options.realtime === false ? [] : ['-re'];
+  const args = ['-hide_banner', '-loglevel', 'error', '-nostats', ...pace, '-f', 'lavfi', '-i', video, ...pace, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
   if (options.durationSeconds !== undefined) args.push('-t', String(options.durationSeconds));
   args.push(
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'high', '-pix_fmt', 'yuv420p',
