@@ -1,4 +1,5 @@
 import { streamsCommand, type CommandIO } from './streams-command.ts';
+import { tokensCommand } from './tokens-command.ts';
 import { upCommand } from './up-command.ts';
 
 const HELP = `onair — live streaming: RTMP ingest, HLS delivery, load-balanced web tier
@@ -9,6 +10,7 @@ usage:
   onair streams list              list streams (--json)
   onair streams rotate <stream>   new secret for a stream (--json)
   onair streams remove <stream>   delete a stream
+  onair tokens sign <stream>      a watch link with a playback token (--ttl 24h, --base-url URL, --json)
 
 environment: MEDIA_DIR (default ./var/media), DATA_DIR (default ./var/data), OPS_TOKEN, ports: see README`;
 
@@ -21,6 +23,8 @@ async function main(argv: string[]): Promise<number> {
       return upCommand(rest, io);
     case 'streams':
       return streamsCommand(rest, io);
+    case 'tokens':
+      return tokensCommand(rest, io);
     case undefined:
     case 'help':
     case '--help':

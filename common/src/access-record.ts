@@ -27,7 +27,17 @@ export interface AccessRecord {
   backend?: string | null;
   /** proxy only: the X-Request-Id it set. */
   request_id?: string;
+  /**
+   * Why the proxy refused to serve the request (`network`, `token-missing`, `token-invalid`,
+   * `token-expired`, `rate-limited`, `too-many-connections`, `bad-request`, `bad-path`,
+   * `uri-too-long`, `headers-too-large`, …), null or absent when it did not refuse. A refused
+   * request is never counted as a viewer.
+   */
+  refusal?: string | null;
 }
+
+/** Longest `path` a record carries (monitoring refuses longer ones); senders cut longer paths to this. */
+export const MAX_RECORDED_PATH_LENGTH = 2048;
 
 /** The Fluent tag access records are shipped under. */
 export const ACCESS_RECORD_TAG = 'onair.access';
@@ -88,10 +98,24 @@ export function createTrustList(entries: readonly string[]): BlockList {
   return list;
 }
 
-function isTrusted(list: BlockList, ip: string): boolean {
+/** Answers per list and address: BlockList.check costs microseconds, and the same few addresses recur. */
+const addressListAnswers = new WeakMap<BlockList, Map<string, boolean>>();
+const MAX_REMEMBERED_ADDRESSES = 4096;
+
+/**
+ * Whether `ip` (a normalized address) is in a list made by createTrustList; false for anything
+ * that is not an IP. Answers are remembered: a list must not change after its first check.
+ */
+export function inAddressList(list: BlockList, ip: string): boolean {
+  let answers = addressListAnswers.get(list);
+  if (answers === undefined) addressListAnswers.set(list, (answers = new Map()));
+  const known = answers.get(ip);
+  if (known !== undefined) return known;
   const family = isIP(ip);
-  if (family === 0) return false;
-  return list.check(ip, family === 6 ? 'ipv6' : 'ipv4');
+  const inList = family !== 0 && list.check(ip, family === 6 ? 'ipv6' : 'ipv4');
+  if (answers.size >= MAX_REMEMBERED_ADDRESSES) answers.clear();
+  answers.set(ip, inList);
+  return inList;
 }
 
 /**
@@ -100,14 +124,14 @@ function isTrusted(list: BlockList, ip: string): boolean {
  */
 export function resolveClientIp(peer: string | undefined, forwardedFor: string | string[] | undefined, trusted: BlockList): string {
   const peerIp = normalizeIp(peer ?? '');
-  if (!forwardedFor || !isTrusted(trusted, peerIp)) return peerIp;
+  if (!forwardedFor || !inAddressList(trusted, peerIp)) return peerIp;
   const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
   let client = peerIp;
   for (let i = hops.length - 1; i >= 0; i--) {
     const hop = normalizeIp(hops[i]!.trim());
     if (isIP(hop) === 0) break;
     client = hop;
-    if (!isTrusted(trusted, hop)) break;
+    if (!inAddressList(trusted, hop)) break;
   }
   return client;
 }

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { createTrustList } from './access-record.ts';
 
 /** Thrown when the environment does not satisfy a service's schema; the message lists every problem. */
 export class ConfigError extends Error {
@@ -44,6 +45,22 @@ export const env = {
       .transform((v) => v === 'true' || v === '1' || v === 'yes'),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   host: (fallback: string) => z.string().min(1).default(fallback),
+  /**
+   * A comma list of IP addresses and CIDRs (IPv4 and IPv6), e.g. `10.0.0.0/8,2001:db8::/32,192.0.2.7`;
+   * checked here so a typo fails at start-up, not at the first request. Unset or empty = [].
+   */
+  addressList: () =>
+    z
+      .string()
+      .default('')
+      .transform((value) => value.split(',').map((entry) => entry.trim()).filter(Boolean))
+      .superRefine((entries, ctx) => {
+        try {
+          createTrustList(entries);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `${(err as Error).message}; expected comma-separated addresses or CIDRs like 10.0.0.0/8,2001:db8::/32` });
+        }
+      }),
   dir: (fallback: string) =>
     z
       .string()

@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 import { ConfigError } from './config.ts';
 import { flushLogger, type Logger } from './logger.ts';
 
@@ -83,7 +84,8 @@ function trackConnections(server: Server): void {
   if (tracked.has(server)) return;
   const connections = new Map<Socket, ConnectionState>();
   tracked.set(server, connections);
-  server.on('connection', (socket: Socket) => {
+  // An HTTPS server's requests arrive on the TLS socket, which 'secureConnection' hands out ('connection' gives the TCP one).
+  server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) => {
     connections.set(socket, { activeRequests: 0 });
     socket.once('close', () => connections.delete(socket));
   });

@@ -27,8 +27,11 @@ export const DATA_VIEW_ID = 'onair-access';
 export const DATA_VIEW_TITLE = 'onair-access*';
 export const DASHBOARD_ID = 'onair-viewers';
 
-/** DESIGN.md: viewers are counted from the proxy tier, playlist and segment requests only. */
-const VIEWER_QUERY = 'tier : "proxy" and kind : ("playlist" or "segment")';
+/**
+ * DESIGN.md: viewers are counted from the proxy tier, playlist and segment requests only; requests
+ * the proxy refused (network, token, limits) are not viewers (monitoring/src/store/access-store.ts).
+ */
+const VIEWER_QUERY = 'tier : "proxy" and kind : ("playlist" or "segment") and not refusal : * and not status : (401 or 403 or 429)';
 const PROXY_QUERY = 'tier : "proxy"';
 
 interface Reference { id: string; name: string; type: string }

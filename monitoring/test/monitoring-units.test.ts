@@ -56,6 +56,9 @@ test('received records are validated field by field', () => {
   assert.equal(checkAccessRecord(null).ok, false);
   const noSession = checkAccessRecord({ ...record('y'), session_id: 12 });
   assert.ok(noSession.ok && noSession.record.session_id === null, 'a bad session id is dropped, not the record');
+  const refused = checkAccessRecord({ ...record('z'), status: 403, refusal: 'token-expired' });
+  assert.ok(refused.ok && refused.record.refusal === 'token-expired', 'the refusal reaches the store');
+  assert.equal(checkAccessRecord({ ...record('w'), refusal: 7 }).ok, false);
 });
 
 test('ops auth: bearer token or the session cookie, nothing else', () => {

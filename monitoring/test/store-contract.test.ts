@@ -133,6 +133,39 @@ export function runAccessStoreContract(name: string, makeFixture: () => Promise<
         assert.equal((await store.viewersNow(new Date(t + W + 2), W)).size, 0);
       }));
 
+    test('requests the proxy refused are stored with their reason but never counted as viewers', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('refused');
+        const t = T0 + 60 * SECOND;
+        const records = [
+          // Two real viewers: refusal null, and absent (a record from an older proxy, or from web).
+          rec({ at: t - 2 * SECOND, client_ip: '10.5.0.1', session_id: 'real-1', refusal: null }),
+          rec({ at: t - 2 * SECOND, client_ip: '10.5.0.2', session_id: 'real-2' }),
+          // Turned away: another network, no or a bad token, throttled, bad input. Each from its own address.
+          rec({ at: t - SECOND, kind: 'playlist', status: 403, bytes: 80, backend: null, client_ip: '10.6.0.1', session_id: 'r-1', refusal: 'network' }),
+          rec({ at: t - SECOND, kind: 'playlist', status: 403, bytes: 80, backend: null, client_ip: '10.6.0.2', session_id: 'r-2', refusal: 'token-missing' }),
+          rec({ at: t - SECOND, kind: 'segment', status: 403, bytes: 80, backend: null, client_ip: '10.6.0.3', session_id: 'r-3', refusal: 'token-expired' }),
+          rec({ at: t - SECOND, kind: 'segment', status: 429, bytes: 80, backend: null, client_ip: '10.6.0.4', session_id: 'r-4', refusal: 'rate-limited' }),
+          rec({ at: t - SECOND, kind: 'segment', status: 400, bytes: 80, backend: null, client_ip: '10.6.0.5', session_id: 'r-5', refusal: 'bad-path' }),
+          // A 403/429 without a refusal field (another answerer) is not a viewer either.
+          rec({ at: t - SECOND, kind: 'playlist', status: 403, client_ip: '10.6.0.6', session_id: 'r-6' }),
+          rec({ at: t - SECOND, kind: 'playlist', status: 429, client_ip: '10.6.0.7', session_id: 'r-7' }),
+          rec({ at: t - SECOND, kind: 'playlist', status: 401, client_ip: '10.6.0.8', session_id: 'r-8' }),
+        ];
+        assert.deepEqual(await store.insert(records), { inserted: records.length, duplicates: 0, rejected: [] });
+        assert.deepEqual((await store.viewersNow(new Date(t), 30 * SECOND)).get('alpha'), { ips: 2, sessions: 2 });
+        const history = await store.viewerHistory('alpha', new Date(T0 + 50 * SECOND), new Date(T0 + 60 * SECOND), 10 * SECOND);
+        assert.deepEqual(history, [{ t: new Date(T0 + 50 * SECOND), ips: 2, sessions: 2 }]);
+        // They are still traffic: requests and client errors.
+        const traffic = await store.traffic('alpha', 'proxy', new Date(T0), new Date(t + 1));
+        assert.equal(traffic.requests, records.length);
+        assert.equal(traffic.clientErrors, 8);
+        // A refusal is kept as it came; a malformed one is refused like any bad field.
+        const bad = await store.insert([{ ...rec({ at: t }), refusal: 42 } as never, { ...rec({ at: t }), refusal: 'x'.repeat(65) }]);
+        assert.equal(bad.inserted, 0);
+        assert.match(bad.rejected[0]!.reason, /refusal/);
+      }));
+
     test('viewerHistory returns aligned, continuous buckets with zeros', skip, () =>
       withStore(async (store) => {
         const rec = recordMaker('hist');

@@ -11,7 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterEach, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { DUCKDB_ACCESS_TABLE, DuckDbAccessStore } from '../src/store/duckdb-store.ts';
+import { DUCKDB_ACCESS_TABLE, DUCKDB_SCHEMA_VERSION, DuckDbAccessStore } from '../src/store/duckdb-store.ts';
 import { T0, recordMaker, viewerTraffic } from './fixtures/access-records.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -56,6 +56,7 @@ test('the table has real column types and record_id as its primary key', async (
       duration_ms: 'DOUBLE',
       user_agent: 'VARCHAR',
       request_id: 'VARCHAR',
+      refusal: 'VARCHAR',
     });
     const pk = (await c.runAndReadAll(
       `SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = '${DUCKDB_ACCESS_TABLE}' AND constraint_type = 'PRIMARY KEY'`,
@@ -63,6 +64,51 @@ test('the table has real column types and record_id as its primary key', async (
     assert.deepEqual(pk, [[['record_id']]]);
   } finally {
     c.closeSync();
+    db.closeSync();
+  }
+});
+
+test('a file from schema version 1 (no refusal column) is migrated at open, its records kept and counted', async () => {
+  const file = tempFile();
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  // The version 1 layout, as an earlier monitoring wrote it, with one viewer's record.
+  const old = await DuckDBInstance.create(file);
+  const c = await old.connect();
+  await c.run('CREATE TABLE onair_schema (version INTEGER NOT NULL)');
+  await c.run('INSERT INTO onair_schema VALUES (1)');
+  await c.run(`CREATE TABLE ${DUCKDB_ACCESS_TABLE} (
+    "@timestamp" TIMESTAMP NOT NULL, record_id VARCHAR PRIMARY KEY, stream VARCHAR,
+    kind VARCHAR NOT NULL CHECK (kind IN ('playlist', 'segment', 'page', 'other')), client_ip VARCHAR NOT NULL, session_id VARCHAR,
+    tier VARCHAR NOT NULL CHECK (tier IN ('proxy', 'web')), instance VARCHAR NOT NULL, backend VARCHAR, method VARCHAR NOT NULL,
+    path VARCHAR NOT NULL, status SMALLINT NOT NULL, bytes BIGINT NOT NULL, duration_ms DOUBLE NOT NULL, user_agent VARCHAR NOT NULL, request_id VARCHAR)`);
+  await c.run(`INSERT INTO ${DUCKDB_ACCESS_TABLE} VALUES (make_timestamp(${BigInt(T0) * 1000n}), 'v1-1', 'alpha', 'segment', '10.0.0.1', 's-1', 'proxy', 'proxy-1', 'web-1', 'GET', '/live/alpha/a.m4s', 200, 10, 1.5, 'ua', 'req-1')`);
+  c.closeSync();
+  old.closeSync();
+
+  for (let open = 0; open < 2; open++) {
+    // Twice: the migration is idempotent.
+    const store = new DuckDbAccessStore({ path: file });
+    await store.open();
+    try {
+      const rec = recordMaker(`v2-${open}`);
+      assert.equal((await store.insert([rec({ at: T0 + 1, client_ip: '10.0.0.2', session_id: 's-2', status: 403, refusal: 'token-invalid' })])).inserted, 1);
+      assert.deepEqual((await store.viewersNow(new Date(T0 + 1000), 30_000)).get('alpha'), { ips: 1, sessions: 1 }, 'the old record counts, the refused one does not');
+      assert.equal(await store.count(), 2 + open);
+    } finally {
+      await store.close();
+    }
+  }
+  const db = await DuckDBInstance.create(file, { access_mode: 'READ_ONLY' });
+  const check = await db.connect();
+  try {
+    assert.deepEqual((await check.runAndReadAll('SELECT max(version) FROM onair_schema')).getRowsJS(), [[DUCKDB_SCHEMA_VERSION]]);
+    assert.deepEqual((await check.runAndReadAll(`SELECT record_id, refusal FROM ${DUCKDB_ACCESS_TABLE} ORDER BY record_id`)).getRowsJS(), [
+      ['v1-1', null],
+      ['v2-0-1', 'token-invalid'],
+      ['v2-1-1', 'token-invalid'],
+    ]);
+  } finally {
+    check.closeSync();
     db.closeSync();
   }
 });

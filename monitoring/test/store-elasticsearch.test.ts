@@ -29,7 +29,7 @@ test('index template: data stream, explicit mappings, ILM policy attached', () =
   const p = ACCESS_MAPPINGS.properties;
   assert.equal(p['@timestamp'].type, 'date');
   assert.equal(p.client_ip.type, 'ip');
-  for (const field of ['stream', 'session_id', 'kind', 'tier', 'instance', 'method', 'backend', 'record_id', 'request_id', 'path', 'user_agent'] as const) {
+  for (const field of ['stream', 'session_id', 'kind', 'tier', 'instance', 'method', 'backend', 'record_id', 'request_id', 'refusal', 'path', 'user_agent'] as const) {
     assert.equal(p[field].type, 'keyword', field);
   }
   assert.equal(p.status.type, 'short');

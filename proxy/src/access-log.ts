@@ -7,6 +7,8 @@ export interface ProxyAccessRecord extends AccessRecord {
   /** Base URL of the replica whose response was relayed; null when the proxy answered itself. */
   backend: string | null;
   request_id: string;
+  /** Why the proxy refused the request (refusals.ts); null when it did not. */
+  refusal: string | null;
 }
 
 /** Where access records go: the log, and the record shipper when FLUENT_HOST is set. */

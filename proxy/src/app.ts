@@ -1,25 +1,32 @@
-import http, { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
-import { describePath, normalizeIp } from '../../common/src/access-record.ts';
-import { sessionIdFromRequest } from '../../common/src/cmcd.ts';
 import { closeHttpServer, listen } from '../../common/src/lifecycle.ts';
 import type { Logger } from '../../common/src/logger.ts';
 import { createMetricsRegistry, handleOpsRequest, type Readiness } from '../../common/src/ops-endpoints.ts';
-import { createRecordIds } from '../../common/src/record-shipping/record-id.ts';
 import { createLoggerAccessLog, type AccessLog } from './access-log.ts';
 import { AdminApi } from './admin-api.ts';
+import { Admission } from './admission.ts';
 import { BackendPool } from './backend-pool.ts';
 import { BackendsFileWatcher } from './backends-file.ts';
+import { ClientAddresses } from './client-address.ts';
+import { ClientLimits } from './client-limits.ts';
 import type { ProxyConfig } from './config.ts';
 import { setForwardedHeaders } from './forwarded-headers.ts';
 import { Forwarder } from './forwarder.ts';
 import { HealthChecker } from './health-checker.ts';
+import { connectionEvent, createProxyHttpServer, handleSocketRefusals } from './http-server.ts';
 import { ProxyMetrics } from './metrics.ts';
-import { ProxyResponse, type ResponseObserver } from './proxy-response.ts';
+import { PlaybackGate } from './playback-gate.ts';
+import type { ProxyResponse } from './proxy-response.ts';
+import { refuse, refuseOnSocket } from './refusals.ts';
 import { resolveRequestId } from './request-id.ts';
+import { RequestRecords } from './request-records.ts';
 import { isMonitoringPath, Router } from './router.ts';
+import { isOpsPath, ViewerNetworks } from './viewer-access.ts';
 
 export interface ProxyApp {
   readonly server: http.Server;
@@ -42,13 +49,27 @@ export function buildProxy(
   const webPool = new BackendPool('web', thresholds);
   const monitoringPool = config.monitoringUrl ? new BackendPool('monitoring', thresholds) : null;
   const router = new Router(webPool, monitoringPool);
-  const metrics = new ProxyMetrics(registry, () => router.pools());
+  const networks = new ViewerNetworks(config.viewerAllowCidrs);
+  const addresses = new ClientAddresses(config.frontProxies);
+  const limits = new ClientLimits({
+    maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
+    ratePerIp: config.limits.ratePerIp,
+    rateBurst: config.limits.rateBurst,
+    // A front proxy carries many clients on its connections: limits apply to the forwarded addresses instead.
+    exempt: [...config.limits.exempt, ...config.frontProxies],
+    allows: (ip) => networks.allows(ip),
+  });
+  const gate = config.playbackTokenSecret ? new PlaybackGate(config.playbackTokenSecret) : null;
+  const admission = new Admission(limits, addresses, gate, config.limits.maxUrlBytes);
+  const metrics = new ProxyMetrics(registry, () => router.pools(), {
+    openConnections: () => limits.openConnections,
+    trackedClients: () => limits.trackedClients,
+  });
+  const records = new RequestRecords(config.instance, accessLog, metrics);
   const forwarder = new Forwarder({ maxSocketsPerBackend: config.maxSocketsPerBackend, upstreamTimeoutMs: config.upstreamTimeoutMs }, metrics, logger);
   const healthChecker = new HealthChecker(router.pools(), { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs }, logger);
   const admin = new AdminApi(webPool, config.opsToken, logger);
   const fileWatcher = config.backendsFile ? new BackendsFileWatcher(config.backendsFile, webPool, config.backendsFilePollMs, logger) : null;
-  const instance = config.instance;
-  const recordIds = createRecordIds(instance);
   let stopping = false;
 
   for (const pool of router.pools()) {
@@ -66,75 +87,44 @@ export function buildProxy(
     return null;
   };
 
-  /** One access record and one duration observation per request the proxy answered. */
-  const observer: ResponseObserver = {
-    responseClosed(res) {
-      if (res.attempt !== null) {
-        res.attempt.finishRequest();
-        res.attempt = null;
-        // The client left before the end: stop the upstream exchange too. (http-proxy only does this on
-        // the request's 'aborted' event, which Node no longer emits once a GET has been fully received.)
-        if (!res.writableFinished) res.upstreamReq?.destroy();
-      }
-      res.upstreamReq = null;
-      res.upstreamRes = null;
-      const req = res.req;
-      const method = req.method ?? 'GET';
-      // 499: the client went away before any response was sent (nginx's convention).
-      const status = res.headersSent ? res.statusCode : 499;
-      const bytes = method === 'HEAD' || status === 204 || status === 304 || status < 200 ? 0 : res.bytesOut;
-      const durationMs = performance.now() - res.startedAt;
-      const { stream, kind } = describePath(res.path);
-      accessLog.write({
-        '@timestamp': new Date().toISOString(),
-        stream,
-        kind,
-        client_ip: res.clientIp,
-        method,
-        path: res.path,
-        status,
-        bytes,
-        duration_ms: Math.round(durationMs * 1000) / 1000,
-        tier: 'proxy',
-        instance,
-        user_agent: req.headers['user-agent'] ?? '',
-        session_id: sessionIdFromRequest(req.url ?? '', req.headers),
-        record_id: recordIds.next(),
-        backend: res.servedBy?.url ?? null,
-        request_id: res.requestId,
-      });
-      metrics.observeRequest(kind, status, durationMs / 1000);
-    },
+  /** Starts the access record of a request (one per request, refusals included). */
+  const track = (req: IncomingMessage, res: ProxyResponse, path: string, now: number): void => {
+    const requestId = resolveRequestId(req.headers['x-request-id']);
+    res.track(records, path, addresses.clientIp(req), requestId, now);
+    res.setHeader('x-request-id', requestId);
   };
 
   const onRequest = (req: IncomingMessage, res: ProxyResponse): void => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    if ((path === '/healthz' || path === '/readyz' || path === '/metrics') && handleOpsRequest(req, res, registry, readiness)) return;
+    if (isOpsPath(path) && handleOpsRequest(req, res, registry, readiness)) return;
 
-    const clientIp = normalizeIp(req.socket.remoteAddress ?? '');
-    const requestId = resolveRequestId(req.headers['x-request-id']);
-    res.track(observer, path, clientIp, requestId, performance.now());
-    res.setHeader('x-request-id', requestId);
-    if (path.charCodeAt(0) !== 47 /* "/" */) {
-      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end('bad request: origin-form request target expected\n');
-      return;
-    }
+    const now = performance.now();
+    track(req, res, path, now);
+    if (admission.refuses(req, res, url, path, now)) return;
     if (admin.handles(path)) {
       admin.handle(req, res, path);
       return;
     }
-    setForwardedHeaders(req, clientIp, requestId);
+    setForwardedHeaders(req, res.clientIp, res.requestId, addresses.proto(req));
     forwarder.forward(req, res, router.route(path));
   };
 
-  // ProxyResponse carries per-request state; the server is used as a plain http.Server elsewhere.
-  const server = http.createServer<typeof IncomingMessage, typeof ProxyResponse>({ ServerResponse: ProxyResponse }, onRequest) as unknown as http.Server;
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  const server = createProxyHttpServer(config.limits, config.tls, onRequest);
+  // Per-address connection counts; with TLS, once the handshake is done (handshakes are bounded by
+  // MAX_CONNECTIONS and their own timeout).
+  server.on(connectionEvent(server), (socket: Socket) => limits.connectionOpened(socket, addresses.peerIp(socket), performance.now()));
+  handleSocketRefusals(server, addresses, records, metrics, logger, (res, reason) => {
+    forwarder.abandon(res);
+    refuse(res, reason, { close: true });
+  });
+  // An Expect other than 100-continue: Node would answer 417 itself, without an access record.
+  server.on('checkExpectation', (req: IncomingMessage, res: ProxyResponse) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    track(req, res, q === -1 ? url : url.slice(0, q), performance.now());
+    refuse(res, 'expectation-failed');
   });
 
   // WebSocket upgrades only for the monitoring route (its live dashboard); registered only when
@@ -144,13 +134,22 @@ export function buildProxy(
       const url = req.url ?? '/';
       const q = url.indexOf('?');
       const path = q === -1 ? url : url.slice(0, q);
+      const clientIp = addresses.clientIp(req);
+      const requestId = resolveRequestId(req.headers['x-request-id']);
+      const now = performance.now();
+      const refusal = admission.upgradeRefusal(req, clientIp, url, path, now);
+      if (refusal !== null) {
+        const status = refuseOnSocket(socket, refusal.reason, requestId, { retryAfter: refusal.retryAfter });
+        records.refusedOnSocket({ clientIp, method: req.method ?? 'GET', path, userAgent: req.headers['user-agent'] ?? '', requestId, startedAt: now }, status, refusal.reason);
+        return;
+      }
       if (!isMonitoringPath(path)) {
         socket.on('error', () => {});
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
         return;
       }
-      setForwardedHeaders(req, normalizeIp(req.socket.remoteAddress ?? ''), resolveRequestId(req.headers['x-request-id']));
-      forwarder.forwardUpgrade(req, socket as import('node:net').Socket, head, monitoringPool);
+      setForwardedHeaders(req, clientIp, requestId, addresses.proto(req));
+      forwarder.forwardUpgrade(req, socket as Socket, head, monitoringPool);
     });
   }
 
@@ -163,12 +162,14 @@ export function buildProxy(
       if (monitoringPool !== null && config.monitoringUrl) monitoringPool.add(config.monitoringUrl);
       if (fileWatcher) await fileWatcher.start();
       healthChecker.start();
+      limits.start();
       return listen(server, config.port, config.host);
     },
     async stop() {
       stopping = true;
       healthChecker.stop();
       fileWatcher?.stop();
+      limits.stop();
       forwarder.closeUpgraded();
       // Leave a second of the shutdown budget for closing sockets and flushing logs.
       await closeHttpServer(server, Math.max(500, config.shutdownTimeoutMs - 1_000));

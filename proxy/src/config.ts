@@ -1,8 +1,10 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { emptyAsUnset, env, parseEnv } from '../../common/src/config.ts';
+import { MIN_PLAYBACK_SECRET_LENGTH } from '../../common/src/playback-token.ts';
 import { recordShippingConfig, recordShippingEnv, type RecordShippingConfig } from '../../common/src/record-shipping/config.ts';
 import { normalizeBackendUrl, parseBackendList } from './backend-url.ts';
+import { checkTlsFiles, type TlsCredentials } from './tls.ts';
 
 /** DESIGN.md: the three local web replicas, used when neither BACKENDS nor BACKENDS_FILE is set. */
 export const DEFAULT_BACKENDS = ['http://127.0.0.1:3001', 'http://127.0.0.1:3002', 'http://127.0.0.1:3003'];
@@ -58,8 +60,69 @@ export const proxyConfigSchema = z.object({
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
   MAX_SOCKETS_PER_BACKEND: env.positiveInt(256),
+
+  // --- who may watch (README "Security"): unset/empty lists mean "everyone" / "nobody" ---
+  /** Networks allowed to use the proxy (everything but /healthz, /readyz, /metrics); empty = everyone. */
+  VIEWER_ALLOW_CIDRS: env.addressList(),
+  /** TLS terminators / load balancers in front of the proxy whose X-Forwarded-For is believed; empty = none (the proxy is the edge). */
+  FRONT_PROXIES: env.addressList(),
+  /** When set, /live/<stream>/ needs a signed playback token (`onair tokens sign`). */
+  PLAYBACK_TOKEN_SECRET: z.preprocess(
+    emptyAsUnset,
+    z.string().min(MIN_PLAYBACK_SECRET_LENGTH, `at least ${MIN_PLAYBACK_SECRET_LENGTH} characters (e.g. openssl rand -hex 32)`).optional(),
+  ),
+
+  // --- limits (0 = off); defaults sized for a company NAT, see proxy/README.md ---
+  /** Client connections in total; beyond, new connections are closed at accept. */
+  MAX_CONNECTIONS: env.nonNegativeInt(20_000),
+  /** Open connections per client address; requests on the ones beyond get 429. */
+  MAX_CONNECTIONS_PER_IP: env.nonNegativeInt(1_000),
+  /** Sustained requests per second per client address (token bucket refill rate). */
+  RATE_LIMIT_PER_IP: env.nonNegativeInt(2_000),
+  /** Token bucket size: requests a client address may send at once. */
+  RATE_LIMIT_BURST: env.positiveInt(4_000),
+  /** Addresses the per-address limits (connections, rate) do not apply to. */
+  LIMIT_EXEMPT_CIDRS: env.addressList(),
+  /** Longest request target (path + query) accepted; longer → 414. */
+  MAX_URL_BYTES: env.nonNegativeInt(4_096),
+  /** Node's maxHeaderSize: request line + headers; larger → 431 (cannot be off). */
+  MAX_HEADER_BYTES: z.coerce.number().int().min(1_024).max(1_048_576).default(16_384),
+  /** Time to receive a request's headers (slowloris); → 408 and close. */
+  HEADERS_TIMEOUT_MS: env.nonNegativeInt(10_000),
+  /** Time to receive a whole request (headers + body). */
+  REQUEST_TIMEOUT_MS: env.nonNegativeInt(30_000),
+  /** Idle time after which a keep-alive connection is closed. */
+  KEEP_ALIVE_TIMEOUT_MS: env.nonNegativeInt(5_000),
+
+  // --- TLS: both or neither ---
+  TLS_CERT_FILE: env.optionalString(),
+  TLS_KEY_FILE: env.optionalString(),
   ...recordShippingEnv,
+}).superRefine((e, ctx) => {
+  for (const problem of checkTlsFiles(e.TLS_CERT_FILE, e.TLS_KEY_FILE).problems) {
+    ctx.addIssue({ code: 'custom', path: [problem.variable], message: problem.message });
+  }
+  if (e.HEADERS_TIMEOUT_MS > 0 && e.REQUEST_TIMEOUT_MS > 0 && e.HEADERS_TIMEOUT_MS > e.REQUEST_TIMEOUT_MS) {
+    ctx.addIssue({ code: 'custom', path: ['HEADERS_TIMEOUT_MS'], message: `must not exceed REQUEST_TIMEOUT_MS (${e.REQUEST_TIMEOUT_MS})` });
+  }
+  if (e.MAX_URL_BYTES > e.MAX_HEADER_BYTES) {
+    ctx.addIssue({ code: 'custom', path: ['MAX_URL_BYTES'], message: `must not exceed MAX_HEADER_BYTES (${e.MAX_HEADER_BYTES}): the request line counts towards it` });
+  }
 });
+
+/** Limits on what one client, and all of them, may take (0 = off). */
+export interface ClientLimitsConfig {
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  ratePerIp: number;
+  rateBurst: number;
+  exempt: string[];
+  maxUrlBytes: number;
+  maxHeaderBytes: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+}
 
 export interface ProxyConfig {
   port: number;
@@ -80,6 +143,14 @@ export interface ProxyConfig {
   maxSocketsPerBackend: number;
   /** Access-record shipping over the Fluent forward protocol; null when FLUENT_HOST is unset. */
   records: RecordShippingConfig | null;
+  /** Networks allowed in (IPs/CIDRs); empty = everyone. */
+  viewerAllowCidrs: string[];
+  /** Peers whose X-Forwarded-For / X-Forwarded-Proto are believed; empty = none. */
+  frontProxies: string[];
+  playbackTokenSecret: string | undefined;
+  limits: ClientLimitsConfig;
+  /** HTTPS on PROXY_PORT when set. */
+  tls: TlsCredentials | null;
 }
 
 /** Reads the proxy's configuration; throws ConfigError naming every bad variable. */
@@ -104,5 +175,22 @@ export function loadProxyConfig(environment: NodeJS.ProcessEnv = process.env): P
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxSocketsPerBackend: e.MAX_SOCKETS_PER_BACKEND,
     records: recordShippingConfig(e, instance),
+    viewerAllowCidrs: e.VIEWER_ALLOW_CIDRS,
+    frontProxies: e.FRONT_PROXIES,
+    playbackTokenSecret: e.PLAYBACK_TOKEN_SECRET,
+    limits: {
+      maxConnections: e.MAX_CONNECTIONS,
+      maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+      ratePerIp: e.RATE_LIMIT_PER_IP,
+      rateBurst: e.RATE_LIMIT_BURST,
+      exempt: e.LIMIT_EXEMPT_CIDRS,
+      maxUrlBytes: e.MAX_URL_BYTES,
+      maxHeaderBytes: e.MAX_HEADER_BYTES,
+      headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+    },
+    // Checked by the schema already; read again here to keep the contents.
+    tls: checkTlsFiles(e.TLS_CERT_FILE, e.TLS_KEY_FILE).credentials,
   };
 }

@@ -2,13 +2,14 @@ import type { IncomingMessage } from 'node:http';
 
 /**
  * The proxy is the edge: what a client claims about earlier hops is not believed. X-Forwarded-For is
- * overwritten with the TCP peer (already normalized: no "::ffff:" prefix), the other forwarding
- * headers are set from what we saw, and headers a client could use to spoof its address are dropped.
+ * overwritten with the client address (the TCP peer, already normalized: no "::ffff:" prefix; or,
+ * behind a configured front proxy, the address it forwarded), the other forwarding headers are
+ * set from what we saw, and headers a client could use to spoof its address are dropped.
  */
-export function setForwardedHeaders(req: IncomingMessage, clientIp: string, requestId: string): void {
+export function setForwardedHeaders(req: IncomingMessage, clientIp: string, requestId: string, proto: 'http' | 'https'): void {
   const headers = req.headers;
   headers['x-forwarded-for'] = clientIp;
-  headers['x-forwarded-proto'] = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  headers['x-forwarded-proto'] = proto;
   headers['x-forwarded-host'] = headers.host ?? '';
   headers['x-request-id'] = requestId;
   if (headers.forwarded !== undefined) delete headers.forwarded;

@@ -93,6 +93,20 @@ export class Forwarder {
     });
   }
 
+  /**
+   * Drops the upstream exchange of a request the client broke (a malformed or too slow body): not a
+   * backend failure, so nothing is counted against the backend and nothing is retried.
+   */
+  abandon(res: ProxyResponse): void {
+    const backend = res.attempt;
+    if (backend === null) return;
+    res.attempt = null;
+    backend.finishRequest();
+    res.upstreamReq?.destroy();
+    res.upstreamReq = null;
+    if (res.upstreamRes !== null) discardStagedResponse(res);
+  }
+
   /** Cuts WebSocket connections (long-lived: a dashboard reconnects; draining them would only delay shutdown). */
   closeUpgraded(): void {
     for (const socket of this.upgraded) socket.destroy();

@@ -35,6 +35,11 @@ try {
       backendsFile: config.backendsFile ?? null,
       monitoring: config.monitoringUrl ?? null,
       adminApi: config.opsToken ? 'enabled' : 'disabled (OPS_TOKEN unset)',
+      scheme: config.tls ? 'https' : 'http',
+      viewerNetworks: config.viewerAllowCidrs.length > 0 ? config.viewerAllowCidrs : 'everyone',
+      frontProxies: config.frontProxies,
+      playbackTokens: config.playbackTokenSecret ? 'required for /live/' : 'off',
+      limits: config.limits,
     },
     'proxy listening',
   );

@@ -2,6 +2,15 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { BACKEND_STATES, UPSTREAM_ERROR_KINDS } from './backend.ts';
 import type { BackendPool } from './backend-pool.ts';
 import type { RequestKind } from '../../common/src/access-record.ts';
+import { REFUSAL_REASONS, type Refusal } from './refusals.ts';
+
+/** Live figures the metrics read when scraped. */
+export interface ConnectionFigures {
+  /** Client connections open now. */
+  openConnections(): number;
+  /** Client addresses the per-address limits keep state for. */
+  trackedClients(): number;
+}
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
@@ -14,8 +23,9 @@ export class ProxyMetrics {
   private readonly durations: Histogram<'kind' | 'code'>;
   private readonly durationChildren = new Map<string, { observe(value: number): void }>();
   private readonly errorResponses: Counter<'status' | 'reason'>;
+  private readonly refusals = new Map<string, { inc(): void }>();
 
-  constructor(registry: Registry, pools: () => readonly BackendPool[]) {
+  constructor(registry: Registry, pools: () => readonly BackendPool[], connections: ConnectionFigures) {
     const registers = [registry];
     new Gauge({
       name: 'onair_proxy_backend_state',
@@ -99,6 +109,38 @@ export class ProxyMetrics {
     });
     this.errorResponses.inc({ status: '502', reason: 'upstream_failed' }, 0);
     this.errorResponses.inc({ status: '503', reason: 'no_backend' }, 0);
+    const refusals = new Counter({
+      name: 'onair_proxy_refusals_total',
+      help: 'Requests (and, for "overloaded", connections) the proxy turned away, by reason (proxy/README.md)',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    // Children made once (every reason shows, at 0 until it happens); counting is then one call.
+    for (const reason of REFUSAL_REASONS) {
+      const child = refusals.labels({ reason });
+      child.inc(0);
+      this.refusals.set(reason, child);
+    }
+    new Gauge({
+      name: 'onair_proxy_connections',
+      help: 'Client connections open now',
+      registers,
+      collect() {
+        this.set(connections.openConnections());
+      },
+    });
+    new Gauge({
+      name: 'onair_proxy_tracked_clients',
+      help: 'Client addresses the per-address limits hold state for',
+      registers,
+      collect() {
+        this.set(connections.trackedClients());
+      },
+    });
+  }
+
+  refused(reason: Refusal | string): void {
+    this.refusals.get(reason)?.inc();
   }
 
   observeRequest(kind: RequestKind, status: number, seconds: number): void {

@@ -30,6 +30,10 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> {
   upstreamReq: ClientRequest | null = null;
   upstreamRes: IncomingMessage | null = null;
   observer: ResponseObserver | null = null;
+  /** Why the proxy refused this request (refusals.ts); null when it did not. Goes into the access record. */
+  refusal: string | null = null;
+  /** A Set-Cookie the proxy adds to the relayed response (the playback-token cookie). */
+  setCookie: string | null = null;
 
   /** Starts tracking: `observer.responseClosed(this)` runs once when the response is over. */
   track(observer: ResponseObserver, path: string, clientIp: string, requestId: string, startedAt: number): void {
@@ -69,10 +73,12 @@ function byteLength(chunk: any, encoding: unknown): number {
  *   http-proxy copies them onto the client response, where they would override Node's own keep-alive
  *   decision (a client asking for `Connection: close` would be kept open). They are replaced by Node's
  *   decision for this client connection (removeHeader('connection') would suppress the header altogether);
- * - X-Request-Id is ours (a backend answering with another id would otherwise replace it).
+ * - X-Request-Id is ours (a backend answering with another id would otherwise replace it);
+ * - the proxy's own cookie is added here, after a retry has discarded the failed attempt's headers.
  */
 function finalizeProxiedHead(res: ProxyResponse): void {
   res.removeHeader('keep-alive');
   res.setHeader('connection', res.shouldKeepAlive ? 'keep-alive' : 'close');
   res.setHeader('x-request-id', res.requestId);
+  if (res.setCookie !== null) res.appendHeader('set-cookie', res.setCookie);
 }

@@ -105,18 +105,25 @@ export interface RunningProxy {
   stop(): Promise<void>;
 }
 
-/** Starts the real proxy (proxy/src/main.ts) on a free port with fast health checks. */
-export async function startProxy(env: Record<string, string>, name = 'proxy'): Promise<RunningProxy> {
+/** Security settings a developer's shell might carry (the services inherit the environment): blank unless a test sets them. */
+const UNSET_SECURITY_ENV = { VIEWER_ALLOW_CIDRS: '', FRONT_PROXIES: '', PLAYBACK_TOKEN_SECRET: '', LIMIT_EXEMPT_CIDRS: '', TLS_CERT_FILE: '', TLS_KEY_FILE: '' };
+
+/**
+ * Starts the real proxy (proxy/src/main.ts) on a free port with fast health checks. With TLS
+ * (TLS_CERT_FILE set), `url` is https:// and `alive` must know how to reach it (the test's CA).
+ */
+export async function startProxy(env: Record<string, string>, name = 'proxy', alive?: (healthzUrl: string) => Promise<boolean>): Promise<RunningProxy> {
   const port = await freePort();
-  const proc = startService('proxy', { PROXY_PORT: String(port), PROXY_HOST: '127.0.0.1', HEALTH_INTERVAL_MS: '100', HEALTH_TIMEOUT_MS: '500', ...env }, name);
-  const url = `http://127.0.0.1:${port}`;
+  const proc = startService('proxy', { PROXY_PORT: String(port), PROXY_HOST: '127.0.0.1', HEALTH_INTERVAL_MS: '100', HEALTH_TIMEOUT_MS: '500', ...UNSET_SECURITY_ENV, ...env }, name);
+  const url = `${env.TLS_CERT_FILE ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const probe = alive ?? (async (healthz: string) => (await fetch(healthz, { signal: AbortSignal.timeout(2_000) })).ok);
   try {
     await waitFor(
       `${name} to answer /healthz`,
       async () => {
         if (!proc.running) throw new Error(`exited early:\n${proc.tail()}`);
         try {
-          return (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2_000) })).ok;
+          return await probe(`${url}/healthz`);
         } catch {
           return false;
         }

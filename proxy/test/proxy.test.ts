@@ -113,6 +113,7 @@ describe('routing, headers and access records', () => {
         record_id: undefined,
         backend: undefined,
         request_id: id,
+        refusal: null,
       },
     );
     assert.ok([a.url, b.url].includes(record.backend as string), `backend ${record.backend}`);

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import type { AccessRecord } from '../../../common/src/access-record.ts';
+import { MAX_RECORDED_PATH_LENGTH, type AccessRecord } from '../../../common/src/access-record.ts';
 
 /** What a received record must look like to be stored; anything else is rejected and counted. */
 const schema = z.object({
@@ -9,7 +9,7 @@ const schema = z.object({
   kind: z.enum(['playlist', 'segment', 'page', 'other']),
   client_ip: z.string().refine((s) => isIP(s) !== 0, 'not an IP address'),
   method: z.string().max(16),
-  path: z.string().max(2048),
+  path: z.string().max(MAX_RECORDED_PATH_LENGTH),
   status: z.number().int().min(0).max(999),
   bytes: z.number().min(0),
   duration_ms: z.number().min(0),
@@ -20,6 +20,8 @@ const schema = z.object({
   record_id: z.string().min(1).max(200),
   backend: z.string().max(300).nullable().optional(),
   request_id: z.string().max(64).optional(),
+  /** Why the proxy refused the request; absent from web records and older senders. */
+  refusal: z.string().max(64).nullable().optional(),
 });
 
 export type RecordCheck = { ok: true; record: AccessRecord } | { ok: false; reason: string };

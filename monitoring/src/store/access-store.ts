@@ -8,7 +8,10 @@
  * - `insert` is idempotent by `record_id`: a record stored twice counts once.
  * - Viewer questions use only records with tier = VIEWER_COUNTING_TIER ('proxy') and kind in
  *   ('playlist', 'segment'), with a non-null stream. Statuses do not matter (a viewer polling a
- *   playlist that 404s is still there).
+ *   playlist that 404s is still there), except refusals: a record with a `refusal` (the proxy
+ *   turned the request away: network, token, limits, bad input) or with status 401/403/429
+ *   (REFUSED_STATUSES, whoever answered) is someone not allowed or throttled, not a viewer;
+ *   otherwise anyone could inflate the count from addresses that were never served.
  * - "Viewers of a stream at t" (DESIGN.md) = distinct client_ip (and, separately, distinct
  *   non-null session_id) among those records with @timestamp in (t − windowMs, t].
  * - History buckets are [start, start + bucketMs), aligned to multiples of bucketMs since the
@@ -27,6 +30,9 @@
  *   client_ip "::ffff:10.0.0.1" is the viewer "10.0.0.1", as Elasticsearch's `ip` type sees it.
  */
 import type { AccessRecord } from '../../../common/src/access-record.ts';
+
+/** Statuses that mean "not allowed / throttled": such records never count as viewers. */
+export const REFUSED_STATUSES: readonly number[] = [401, 403, 429];
 
 export interface ViewerCount {
   ips: number;

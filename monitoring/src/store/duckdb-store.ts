@@ -34,7 +34,7 @@ import { DuckDBInstance, timestampValue } from '@duckdb/node-api';
 import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBValue } from '@duckdb/node-api';
 import { VIEWER_COUNTING_TIER } from '../../../common/src/access-record.ts';
 import type { AccessRecord } from '../../../common/src/access-record.ts';
-import type { AccessStore, InsertResult, TrafficSummary, ViewerCount, ViewerHistoryPoint } from './access-store.ts';
+import { REFUSED_STATUSES, type AccessStore, type InsertResult, type TrafficSummary, type ViewerCount, type ViewerHistoryPoint } from './access-store.ts';
 import { bucketSeries, prepareBatch } from './record-validation.ts';
 import type { StoredAccessRecord } from './record-validation.ts';
 
@@ -49,8 +49,12 @@ export interface DuckDbStoreOptions {
   batchSize?: number;
 }
 
-/** Bump when the table changes, and add a migration in `migrate`. */
-export const DUCKDB_SCHEMA_VERSION = 1;
+/**
+ * Bump when the table changes, and add a migration in `migrate`.
+ * 1: the DESIGN.md record + session_id, record_id, backend, request_id.
+ * 2: + refusal (why the proxy refused the request; NULL for everything else).
+ */
+export const DUCKDB_SCHEMA_VERSION = 2;
 export const DUCKDB_ACCESS_TABLE = 'access_records';
 
 const CREATE_TABLE = `
@@ -70,19 +74,20 @@ CREATE TABLE IF NOT EXISTS ${DUCKDB_ACCESS_TABLE} (
   bytes        BIGINT    NOT NULL,
   duration_ms  DOUBLE    NOT NULL,
   user_agent   VARCHAR   NOT NULL,
-  request_id   VARCHAR
+  request_id   VARCHAR,
+  refusal      VARCHAR
 )`;
 
 const COLUMNS = [
   'record_id', 'stream', 'kind', 'client_ip', 'session_id', 'tier', 'instance', 'backend',
-  'method', 'path', 'status', 'bytes', 'duration_ms', 'user_agent', 'request_id',
+  'method', 'path', 'status', 'bytes', 'duration_ms', 'user_agent', 'request_id', 'refusal',
 ] as const;
 
 const JSON_TYPES: Record<string, string> = {
   ts: 'BIGINT', record_id: 'VARCHAR', stream: 'VARCHAR', kind: 'VARCHAR', client_ip: 'VARCHAR',
   session_id: 'VARCHAR', tier: 'VARCHAR', instance: 'VARCHAR', backend: 'VARCHAR', method: 'VARCHAR',
   path: 'VARCHAR', status: 'SMALLINT', bytes: 'BIGINT', duration_ms: 'DOUBLE', user_agent: 'VARCHAR',
-  request_id: 'VARCHAR',
+  request_id: 'VARCHAR', refusal: 'VARCHAR',
 };
 
 /**
@@ -111,8 +116,9 @@ function isPrimaryKeyViolation(err: unknown): boolean {
   return err instanceof Error && /violates primary key constraint/i.test(err.message);
 }
 
-/** The filter every viewer question shares (access-store.ts). */
-const VIEWER_FILTER = `tier = '${VIEWER_COUNTING_TIER}' AND kind IN ('playlist', 'segment') AND stream IS NOT NULL`;
+/** The filter every viewer question shares (access-store.ts); refused requests are not viewers. */
+const VIEWER_FILTER = `tier = '${VIEWER_COUNTING_TIER}' AND kind IN ('playlist', 'segment') AND stream IS NOT NULL
+  AND refusal IS NULL AND status NOT IN (${REFUSED_STATUSES.join(', ')})`;
 
 /** Runs async jobs one after another (DuckDB connections are used by one statement at a time). */
 class SerialQueue {
@@ -190,7 +196,13 @@ export class DuckDbAccessStore implements AccessStore {
       throw new Error(`${this.options.path}: schema version ${version} is newer than this program (${DUCKDB_SCHEMA_VERSION})`);
     }
     await c.run(CREATE_TABLE);
-    if (version === null) await c.run('INSERT INTO onair_schema VALUES ($1)', [DUCKDB_SCHEMA_VERSION]);
+    if (version === null) {
+      await c.run('INSERT INTO onair_schema VALUES ($1)', [DUCKDB_SCHEMA_VERSION]);
+      return;
+    }
+    // Files written by older versions: each step is idempotent, so a crash halfway is repaired at the next open.
+    if (version < 2) await c.run(`ALTER TABLE ${DUCKDB_ACCESS_TABLE} ADD COLUMN IF NOT EXISTS refusal VARCHAR`);
+    if (version < DUCKDB_SCHEMA_VERSION) await c.run('UPDATE onair_schema SET version = $1', [DUCKDB_SCHEMA_VERSION]);
   }
 
   async close(): Promise<void> {

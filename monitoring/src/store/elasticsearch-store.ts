@@ -25,7 +25,7 @@ import { Client, errors } from '@elastic/elasticsearch';
 import type { estypes } from '@elastic/elasticsearch';
 import { VIEWER_COUNTING_TIER } from '../../../common/src/access-record.ts';
 import type { AccessRecord } from '../../../common/src/access-record.ts';
-import type { AccessStore, InsertResult, TrafficSummary, ViewerCount, ViewerHistoryPoint } from './access-store.ts';
+import { REFUSED_STATUSES, type AccessStore, type InsertResult, type TrafficSummary, type ViewerCount, type ViewerHistoryPoint } from './access-store.ts';
 import { bucketSeries, prepareBatch } from './record-validation.ts';
 import type { StoredAccessRecord } from './record-validation.ts';
 
@@ -54,7 +54,7 @@ export interface RolloverOptions {
   maxAge?: string;
 }
 
-/** Explicit mappings of an access record (DESIGN.md schema + session_id, record_id, backend, request_id). */
+/** Explicit mappings of an access record (DESIGN.md schema + session_id, record_id, backend, request_id, refusal). */
 export const ACCESS_MAPPINGS = {
   dynamic: false,
   properties: {
@@ -76,6 +76,8 @@ export const ACCESS_MAPPINGS = {
     user_agent: { type: 'keyword', ignore_above: 1024 },
     record_id: { type: 'keyword' },
     request_id: { type: 'keyword' },
+    // Why the proxy refused the request (absent when it did not): refused requests are not viewers.
+    refusal: { type: 'keyword' },
   },
 } as const satisfies estypes.MappingTypeMapping;
 
@@ -206,6 +208,8 @@ function viewerFilters(): estypes.QueryDslQueryContainer[] {
     { term: { tier: VIEWER_COUNTING_TIER } },
     { terms: { kind: ['playlist', 'segment'] } },
     { exists: { field: 'stream' } },
+    // Refused requests are not viewers (access-store.ts).
+    { bool: { must_not: [{ exists: { field: 'refusal' } }, { terms: { status: [...REFUSED_STATUSES] } }] } },
   ];
 }
 
@@ -254,6 +258,11 @@ export class ElasticsearchAccessStore implements AccessStore {
       await this.client.indices.createDataStream({ name: this.dataStream });
     } catch (err) {
       if (!isStatus(err, 400, 'resource_already_exists_exception')) throw err;
+      // An existing data stream keeps the mappings its backing indices were created with until it
+      // rolls over; fields added since (e.g. `refusal`) are put on them now, or a record written
+      // before the rollover would keep that field unindexed (dynamic: false) and escape filters on it.
+      // Adding fields is allowed on live indices; unchanged ones are a no-op.
+      await this.client.indices.putMapping({ index: this.dataStream, properties: ACCESS_MAPPINGS.properties });
     }
   }
 

@@ -11,11 +11,13 @@ import type { AccessRecord, RequestKind } from '../../../common/src/access-recor
 import { isStreamName } from '../../../common/src/stream-name.ts';
 
 /** A record as both stores keep it: timestamp as epoch ms, client_ip canonical, optionals explicit. */
-export type StoredAccessRecord = Omit<AccessRecord, '@timestamp' | 'backend' | 'request_id'> & {
+export type StoredAccessRecord = Omit<AccessRecord, '@timestamp' | 'backend' | 'request_id' | 'refusal'> & {
   /** @timestamp as milliseconds since the epoch (UTC). */
   ts: number;
   backend: string | null;
   request_id: string | null;
+  /** Why the proxy refused the request; null when it did not (and for web records). */
+  refusal: string | null;
 };
 
 export type ValidationResult =
@@ -31,6 +33,7 @@ const MAX_RECORD_ID_BYTES = 512;
 const MAX_SHORT_STRING = 1024;
 const MAX_USER_AGENT = 8192;
 const MAX_PATH = 8192;
+const MAX_REFUSAL = 64;
 
 /**
  * Canonical text form of an IP address, so that one address has one spelling in both stores:
@@ -128,6 +131,11 @@ export function validateAccessRecord(raw: unknown): ValidationResult {
     if (!isString(r.request_id, MAX_SHORT_STRING)) return fail('request_id: not a string');
     requestId = r.request_id;
   }
+  let refusal: string | null = null;
+  if (r.refusal !== undefined && r.refusal !== null) {
+    if (!isString(r.refusal, MAX_REFUSAL)) return fail('refusal: not a string of at most 64 characters');
+    refusal = r.refusal.length > 0 ? r.refusal : null;
+  }
 
   return {
     ok: true,
@@ -148,6 +156,7 @@ export function validateAccessRecord(raw: unknown): ValidationResult {
       record_id: recordId,
       backend,
       request_id: requestId,
+      refusal,
     },
   };
 }

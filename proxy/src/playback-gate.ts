@@ -1,0 +1,101 @@
+import { playbackTokenVerifier, type PlaybackTokenCheck } from '../../common/src/playback-token.ts';
+import { isStreamName, STREAM_NAME_PATTERN } from '../../common/src/stream-name.ts';
+
+export const PLAYBACK_COOKIE = 'onair_playback';
+const LIVE_PREFIX = '/live/';
+const WATCH_PATH = new RegExp(`^/watch/(${STREAM_NAME_PATTERN.source.slice(1, -1)})/?$`);
+
+export type PlaybackDecision =
+  | { ok: true; stream: string | null; setCookie: string | null }
+  | { ok: false; reason: 'token-missing' | 'token-invalid' | 'token-expired' };
+
+const MAX_COOKIES_CHECKED = 4;
+const OPEN: PlaybackDecision = { ok: true, stream: null, setCookie: null };
+const MISSING: PlaybackDecision = { ok: false, reason: 'token-missing' };
+
+/**
+ * PLAYBACK_TOKEN_SECRET: `/live/<stream>/…` (playlists and segments) needs a token signed for that
+ * stream, from the query (`?token=`, for players that pass it) or from the cookie set when the
+ * viewer opened `/watch/<stream>?token=…`. hls.js requests playlists and segments by relative URIs
+ * without a query, so for browsers the cookie is what carries the token: HttpOnly (page scripts
+ * never see it), SameSite=Strict, scoped to `Path=/live/<stream>/`, and it expires with the token.
+ * The watch page itself also needs the token (without one the player would only ever get 403s);
+ * everything else (`/`, assets, monitoring) is not gated here.
+ */
+export class PlaybackGate {
+  private readonly verify: (token: string, stream: string, nowSeconds: number) => PlaybackTokenCheck;
+
+  constructor(secret: string) {
+    this.verify = playbackTokenVerifier(secret);
+  }
+
+  /** `secure`: the client reached us over HTTPS (the cookie then gets `Secure`). */
+  check(path: string, url: string, cookieHeader: string | undefined, secure: boolean, nowSeconds: number): PlaybackDecision {
+    let stream: string;
+    let fromPage = false;
+    if (path.startsWith(LIVE_PREFIX)) {
+      const end = path.indexOf('/', LIVE_PREFIX.length);
+      stream = path.slice(LIVE_PREFIX.length, end === -1 ? path.length : end);
+    } else if (path.startsWith('/watch/')) {
+      const match = WATCH_PATH.exec(path);
+      if (match === null) return OPEN; // not a player page: web answers 404
+      stream = match[1]!;
+      fromPage = true;
+    } else {
+      return OPEN;
+    }
+
+    const q = url.indexOf('?');
+    const queryToken = q === -1 ? null : queryParam(url, q, 'token');
+    let first: PlaybackTokenCheck | null = null;
+    if (queryToken !== null) {
+      const check = this.verify(queryToken, stream, nowSeconds);
+      if (check.ok) return { ok: true, stream, setCookie: isStreamName(stream) ? cookie(stream, queryToken, check.expiresAt - nowSeconds, secure) : null };
+      first = check;
+    }
+    // The cookie's path is /live/<stream>/, so a browser only sends it there.
+    if (!fromPage && cookieHeader !== undefined) {
+      // A browser sends one per matching path; a few at most are checked (each costs an HMAC).
+      let tried = 0;
+      for (let at = cookieHeader.indexOf(PLAYBACK_COOKIE); at !== -1 && tried < MAX_COOKIES_CHECKED; at = cookieHeader.indexOf(PLAYBACK_COOKIE, at + 1)) {
+        const value = cookieValue(cookieHeader, at);
+        if (value === null) continue;
+        tried++;
+        const check = this.verify(value, stream, nowSeconds);
+        if (check.ok) return { ok: true, stream, setCookie: null };
+        first ??= check;
+      }
+    }
+    return first === null ? MISSING : { ok: false, reason: (first as { reason: 'token-invalid' | 'token-expired' }).reason };
+  }
+}
+
+function cookie(stream: string, token: string, maxAge: number, secure: boolean): string {
+  return `${PLAYBACK_COOKIE}=${token}; Max-Age=${Math.max(1, maxAge)}; Path=/live/${stream}/; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+}
+
+/** The raw value of `name` in the query that starts after `q` (tokens never need decoding). */
+function queryParam(url: string, q: number, name: string): string | null {
+  let i = q + 1;
+  while (i < url.length) {
+    let end = url.indexOf('&', i);
+    if (end === -1) end = url.length;
+    if (url.startsWith(name, i) && url.charCodeAt(i + name.length) === 61 /* = */) return url.slice(i + name.length + 1, end);
+    i = end + 1;
+  }
+  return null;
+}
+
+/** The value of the cookie whose name starts at `at`, or null when that is not a cookie name (e.g. inside a value). */
+function cookieValue(header: string, at: number): string | null {
+  if (at > 0) {
+    // A name starts the header or follows "; " (or ";").
+    let j = at - 1;
+    while (j >= 0 && header.charCodeAt(j) === 32) j--;
+    if (j >= 0 && header.charCodeAt(j) !== 59 /* ; */) return null;
+  }
+  const eq = at + PLAYBACK_COOKIE.length;
+  if (header.charCodeAt(eq) !== 61 /* = */) return null;
+  const end = header.indexOf(';', eq);
+  return header.slice(eq + 1, end === -1 ? header.length : end).trim();
+}
