@@ -11,13 +11,14 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await open(tmp, 'w');
   try {
-    await handle.writeFile(data);
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(data);
+    } finally {
+      await handle.close();
+    }
     await rename(tmp, file);
   } catch (err) {
+    // A failed write (e.g. ENOSPC) must not leave its temp file behind: it would hold space.
     await rm(tmp, { force: true });
     throw err;
   }

@@ -8,7 +8,9 @@
  *                       reconnecting ──(grace over)──▶ ending ─▶ ended
  *
  * While live, one muxer run (ffmpeg) at a time is fed from the publisher's FLV tap; a run that
- * dies is replaced (with backoff) and the playlist continues after a discontinuity.
+ * dies, or whose output is unusable (a full disk truncates its init segment), is replaced (with
+ * backoff) and the playlist continues after a discontinuity. Media write failures never end a
+ * broadcast or drop its publisher: segments resume when writes work again.
  */
 import { randomBytes } from 'node:crypto';
 import { ingestWorkDir, streamDir } from '../../common/src/media-layout.ts';
@@ -17,6 +19,7 @@ import type { Logger } from '../../common/src/logger.ts';
 import type { IngestConfig } from './config.ts';
 import { MuxerRun, type MuxerSegment } from './hls/muxer-run.ts';
 import { StreamPlaylist } from './hls/stream-playlist.ts';
+import type { MediaDiskHealth } from './media-disk.ts';
 import type { IngestMetrics } from './metrics.ts';
 import type { Publisher, PublishEnd } from './rtmp/rtmp-server.ts';
 
@@ -66,6 +69,7 @@ export class BroadcastManager {
     private readonly config: IngestConfig,
     logger: Logger,
     private readonly metrics: IngestMetrics,
+    private readonly mediaDisk: MediaDiskHealth,
     private readonly onChange: () => void,
   ) {
     this.rootLog = logger;
@@ -194,7 +198,9 @@ export class BroadcastManager {
       minSegmentSeconds: this.config.HLS_SEGMENT_SECONDS,
       targetDurationOverride: this.config.HLS_TARGET_DURATION,
       logger: this.rootLog,
+      onWriteError: (file, err) => this.mediaDisk.writeFailed(stream, file, err),
       onSegmentPublished: (segment, fits) => {
+        this.mediaDisk.writeSucceeded();
         this.metrics.segmentsPublished.inc();
         this.metrics.segmentDuration.observe(segment.duration);
         if (!fits) this.metrics.segmentsOverTarget.inc();
@@ -231,6 +237,7 @@ export class BroadcastManager {
         segmentChain = segmentChain.then(() => playlist.addSegment(segment));
       },
       onUnexpectedExit: () => this.runDied(broadcast, run),
+      onOutputProblem: (problem) => this.mediaDisk.writeFailed(broadcast.stream, problem.file, `${problem.name}: ${problem.problem}`),
     });
     this.runSettlers.set(run, settle);
     broadcast.run = run;

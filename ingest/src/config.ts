@@ -17,6 +17,10 @@ export const ingestConfigSchema = z.object({
   /** 0 = chosen from the broadcast's first segment (its keyframe interval). */
   HLS_TARGET_DURATION: env.nonNegativeInt(0),
   PUBLISH_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(5000),
+  /** A connection must have completed the handshake and be publishing this long after connecting. */
+  RTMP_HANDSHAKE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(10_000),
+  /** Networks publishers may connect from (comma list of IPs/CIDRs); empty = anywhere. */
+  PUBLISH_ALLOW_CIDRS: env.addressList(),
   RECONNECT_GRACE_MS: env.nonNegativeInt(15_000),
   RTMP_MAX_CONNECTIONS: env.positiveInt(64),
   MUXER_MAX_BACKOFF_MS: env.positiveInt(5000),

@@ -8,6 +8,12 @@ import type { Logger } from '../../common/src/logger.ts';
  * Publishes "which streams are live" to MEDIA_DIR/ingest/live.json for the web tier: at once on
  * every change, and as a heartbeat, so readers can tell a stale file (ingest gone) from a quiet one.
  */
+export interface LiveStateWriteHooks {
+  /** Instead of logging each failure (the heartbeat would repeat it every few seconds). */
+  failed(err: Error): void;
+  succeeded(): void;
+}
+
 export class LiveStateWriter {
   private timer: NodeJS.Timeout | null = null;
   private writing = false;
@@ -18,6 +24,7 @@ export class LiveStateWriter {
     private readonly heartbeatMs: number,
     private readonly snapshot: () => LiveStream[],
     private readonly logger: Logger,
+    private readonly hooks?: LiveStateWriteHooks,
   ) {}
 
   async start(): Promise<void> {
@@ -56,7 +63,10 @@ export class LiveStateWriter {
     try {
       await writeFileAtomic(this.file, JSON.stringify(state));
     } catch (err) {
-      this.logger.error({ err, file: this.file }, 'cannot write the live-state file');
+      if (this.hooks) this.hooks.failed(err as Error);
+      else this.logger.error({ err, file: this.file }, 'cannot write the live-state file');
+      return;
     }
+    this.hooks?.succeeded();
   }
 }

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { createTrustList } from '../../common/src/access-record.ts';
 import { closeHttpServer, listen, loadConfigOrExit, runUntilSignal } from '../../common/src/lifecycle.ts';
 import { createLogger, flushLogger } from '../../common/src/logger.ts';
 import { ingestStateFile, liveRoot } from '../../common/src/media-layout.ts';
@@ -11,6 +12,7 @@ import { loadIngestConfig } from './config.ts';
 import { createControlServer } from './control-server.ts';
 import { endAbandonedPlaylists } from './hls/stream-playlist.ts';
 import { LiveStateWriter } from './live-state-writer.ts';
+import { MediaDiskHealth } from './media-disk.ts';
 import { createIngestMetrics } from './metrics.ts';
 import { decidePublish } from './publish-policy.ts';
 import { RtmpServer } from './rtmp/rtmp-server.ts';
@@ -19,19 +21,29 @@ import { StreamKeys } from './stream-keys.ts';
 const config = loadConfigOrExit(() => loadIngestConfig());
 const logger = createLogger('ingest', config.LOG_LEVEL);
 const registry = createMetricsRegistry('ingest', config.INSTANCE);
-const metrics = createIngestMetrics(registry);
+const metrics = createIngestMetrics(registry, {
+  rtmpConnections: () => rtmp.connectionCount,
+  mediaFreeBytes: () => mediaDisk.freeBytes(),
+});
 let stopping = false;
 
+const mediaDisk = new MediaDiskHealth(config.MEDIA_DIR, metrics, logger);
 const keys = new StreamKeys(config.DATA_DIR, logger);
 let liveState: LiveStateWriter | null = null;
-const broadcasts = new BroadcastManager(config, logger, metrics, () => liveState?.update());
-liveState = new LiveStateWriter(ingestStateFile(config.MEDIA_DIR), config.LIVE_STATE_HEARTBEAT_MS, () => broadcasts.status(), logger);
+const broadcasts = new BroadcastManager(config, logger, metrics, mediaDisk, () => liveState?.update());
+liveState = new LiveStateWriter(ingestStateFile(config.MEDIA_DIR), config.LIVE_STATE_HEARTBEAT_MS, () => broadcasts.status(), logger, {
+  failed: (err) => mediaDisk.writeFailed(null, 'live-state', err),
+  succeeded: () => mediaDisk.writeSucceeded(),
+});
 
 const rtmp = new RtmpServer({
   port: config.RTMP_PORT,
   host: config.RTMP_HOST,
   idleTimeoutMs: config.PUBLISH_IDLE_TIMEOUT_MS,
+  handshakeTimeoutMs: config.RTMP_HANDSHAKE_TIMEOUT_MS,
   maxConnections: config.RTMP_MAX_CONNECTIONS,
+  // Empty = publishers may connect from anywhere (the stream key is still required).
+  allowedNetworks: config.PUBLISH_ALLOW_CIDRS.length > 0 ? createTrustList(config.PUBLISH_ALLOW_CIDRS) : null,
   logger,
   handlers: {
     authorizePublish: (request) => {
@@ -46,6 +58,11 @@ const rtmp = new RtmpServer({
       // The key itself is never logged.
       logger.warn({ app: request.app, stream: request.stream, client: request.clientAddress, reason }, 'publish refused');
     },
+    connectionRefused: (client, reason) => {
+      metrics.publishesRefused.inc({ reason });
+      logger.warn({ client, reason, allowed: config.PUBLISH_ALLOW_CIDRS }, 'publish refused');
+    },
+    connectionDropped: (_client, reason) => metrics.rtmpConnectionsDropped.inc({ reason }),
     publishStarted: (publisher) => broadcasts.publishStarted(publisher),
     publishEnded: (publisher, end) => broadcasts.publishEnded(publisher, end),
   },

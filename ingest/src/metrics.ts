@@ -2,7 +2,13 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
 
-export function createIngestMetrics(registry: Registry) {
+/** Values read when /metrics is scraped (late-bound: the objects exist after the metrics). */
+export interface IngestMetricSources {
+  rtmpConnections: () => number;
+  mediaFreeBytes: () => number | null;
+}
+
+export function createIngestMetrics(registry: Registry, sources?: IngestMetricSources) {
   return {
     publishesAccepted: new Counter({ name: 'onair_ingest_publishes_accepted_total', help: 'Publish attempts accepted', registers: [registry] }),
     publishesRefused: new Counter({ name: 'onair_ingest_publishes_refused_total', help: 'Publish attempts refused, by reason', labelNames: ['reason'], registers: [registry] }),
@@ -14,5 +20,25 @@ export function createIngestMetrics(registry: Registry) {
     segmentDuration: new Histogram({ name: 'onair_ingest_segment_duration_seconds', help: 'Published segment durations', buckets: [0.5, 1, 1.5, 2, 3, 4, 6, 8, 10], registers: [registry] }),
     publisherDisconnects: new Counter({ name: 'onair_ingest_publisher_disconnects_total', help: 'Publishers that left, by how', labelNames: ['how'], registers: [registry] }),
     inputBytes: new Counter({ name: 'onair_ingest_input_bytes_total', help: 'FLV bytes fed to muxers', registers: [registry] }),
+    rtmpConnectionsDropped: new Counter({ name: 'onair_ingest_rtmp_connections_dropped_total', help: 'RTMP connections closed by ingest for misbehaving or timing out, by reason', labelNames: ['reason'], registers: [registry] }),
+    rtmpConnections: new Gauge({
+      name: 'onair_ingest_rtmp_connections',
+      help: 'Open RTMP connections (publishers and connections still in the handshake)',
+      registers: [registry],
+      collect() {
+        if (sources) this.set(sources.rtmpConnections());
+      },
+    }),
+    mediaWriteErrors: new Counter({ name: 'onair_ingest_media_write_errors_total', help: 'Media files that could not be written (file: segment, init, playlist, muxer-playlist, live-state)', labelNames: ['stream', 'file'], registers: [registry] }),
+    mediaDiskFull: new Gauge({ name: 'onair_ingest_media_disk_full', help: '1 while writes to MEDIA_DIR fail for lack of space', registers: [registry] }),
+    mediaFreeBytes: new Gauge({
+      name: 'onair_ingest_media_free_bytes',
+      help: 'Free space on the MEDIA_DIR file system',
+      registers: [registry],
+      collect() {
+        const free = sources?.mediaFreeBytes() ?? null;
+        if (free !== null) this.set(free);
+      },
+    }),
   };
 }

@@ -177,27 +177,43 @@ describe('ingest with real RTMP publishers', () => {
       }
     }));
 
-  test('a muxer (ffmpeg) killed while live is restarted and the playlist continues', () =>
+  test('a muxer (ffmpeg) killed while live is restarted and the playlist continues: time to the next segment, measured', () =>
     withDiagnostics(async () => {
       const key = await createStream(stack, 'echo');
       const publisher = publish(stack.publishUrl('echo', key));
       try {
-        await waitForSegments(stack, 'echo', 2);
-        const status = await waitFor('muxer pid', async () => (await ingestStreams(stack)).find((s) => s.stream === 'echo' && s.muxer?.pid));
-        const before = viewPlaylist(await stack.readPlaylist('echo'));
-        process.kill(status.muxer.pid, 'SIGKILL');
-        const restarted = await waitFor('a new muxer', async () => {
-          const s = (await ingestStreams(stack)).find((x) => x.stream === 'echo');
-          return s?.muxer?.pid && s.muxer.pid !== status.muxer.pid ? s : undefined;
-        });
-        assert.equal(restarted.restarts, 1);
-        const after = await waitFor('segments from the new run', async () => {
-          const view = viewPlaylist(await stack.readPlaylist('echo'));
-          return view.segments.some((s) => s.startsWith(restarted.muxer.run)) ? view : undefined;
-        });
-        assert.ok(after.discontinuities >= 1);
-        assert.ok(after.mediaSequence + after.segments.length > before.mediaSequence + before.segments.length);
-        assert.equal(after.targetDuration, before.targetDuration);
+        const first = await waitForSegments(stack, 'echo', 2);
+        const segmentSeconds = first.targetDuration;
+        let killedPid = 0;
+        for (let round = 1; round <= 3; round++) {
+          const status = await waitFor('a running muxer', async () => (await ingestStreams(stack)).find((s) => s.stream === 'echo' && s.muxer?.pid && s.muxer.pid !== killedPid));
+          await waitFor('a segment from that muxer', async () => viewPlaylist(await stack.readPlaylist('echo')).segments.some((s) => s.startsWith(status.muxer.run)));
+          const before = viewPlaylist(await stack.readPlaylist('echo'));
+          const killedRun: string = status.muxer.run;
+          killedPid = status.muxer.pid;
+          const killedAt = Date.now();
+          process.kill(killedPid, 'SIGKILL');
+          // Packaging has resumed when a segment of another run than the killed one is listed.
+          const after = await waitFor('the first segment of the next run', async () => {
+            const view = viewPlaylist(await stack.readPlaylist('echo'));
+            return view.segments.some((s) => !s.startsWith(killedRun) && !before.segments.includes(s)) ? view : undefined;
+          }, 20_000, 20);
+          const resumedMs = Date.now() - killedAt;
+          const goalMs = 2 * segmentSeconds * 1000;
+          console.log(`muxer kill ${round}: next segment ${resumedMs} ms after SIGKILL (goal <= ${goalMs} ms = 2 segment durations: ${resumedMs <= goalMs ? 'met' : 'missed'}; bound ${2 * goalMs} ms)`);
+          assert.ok(resumedMs < 2 * goalMs, `packaging resumed ${resumedMs} ms after the kill (bound: 4 segment durations)`);
+          const newRun = after.segments.find((s) => !s.startsWith(killedRun) && !before.segments.includes(s))!.split('-')[0]!;
+          // The join: a discontinuity, then the new run's own init segment, before its first segment.
+          const join = after.text.indexOf(`#EXT-X-MAP:URI="${newRun}-init.mp4"`);
+          assert.ok(join > 0 && after.text.lastIndexOf('#EXT-X-DISCONTINUITY\n', join) > after.text.lastIndexOf('#EXTINF', join), 'EXT-X-DISCONTINUITY right before the new run');
+          assert.ok(after.mediaSequence >= before.mediaSequence, 'media sequence never goes back');
+          assert.ok(after.mediaSequence + after.segments.length > before.mediaSequence + before.segments.length);
+          assert.equal(after.targetDuration, before.targetDuration, 'target duration unchanged');
+          assert.equal(after.ended, false);
+          const restarted = (await ingestStreams(stack)).find((x) => x.stream === 'echo');
+          assert.equal(restarted?.restarts, round);
+          assert.equal(restarted?.state, 'live', 'the publisher was never dropped');
+        }
       } finally {
         await publisher.stop();
       }

@@ -17,7 +17,7 @@ async function fakeRun(workDir: string, run: string, count: number, duration = 1
   for (let i = 0; i < count; i++) {
     const name = `${run}-${i}.m4s`;
     await writeFile(path.join(workDir, name), `segment ${run} ${i}`);
-    out.push({ run, index: i, name, workPath: path.join(workDir, name), duration, initName: `${run}-init.mp4`, initWorkPath: path.join(workDir, `${run}-init.mp4`), startedAt: null });
+    out.push({ run, index: i, name, workPath: path.join(workDir, name), duration, initName: `${run}-init.mp4`, initWorkPath: path.join(workDir, `${run}-init.mp4`), startedAt: null, afterGap: false });
   }
   return out;
 }

@@ -14,6 +14,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../../../common/src/logger.ts';
+import { checkFmp4 } from './fmp4-check.ts';
 import { parseMediaPlaylist } from './media-playlist.ts';
 
 export interface MuxerSegment {
@@ -27,7 +28,12 @@ export interface MuxerSegment {
   initWorkPath: string;
   /** Wall-clock time of the segment's first frame, measured when it reached ingest. */
   startedAt: Date | null;
+  /** Segments before this one were lost (not written completely, or never listed): a timeline gap. */
+  afterGap: boolean;
 }
+
+/** Output ffmpeg failed to write (it does not say so itself; see fmp4-check.ts). */
+export type MuxerOutputProblem = { file: 'segment' | 'init' | 'muxer-playlist'; name: string; problem: string };
 
 export interface MuxerRunOptions {
   run: string;
@@ -36,8 +42,10 @@ export interface MuxerRunOptions {
   segmentSeconds: number;
   logger: Logger;
   onSegment: (segment: MuxerSegment) => void;
-  /** ffmpeg exited without being asked to finish. */
+  /** ffmpeg exited without being asked to finish (or was killed because its output is unusable). */
   onUnexpectedExit: (code: number | null, signal: NodeJS.Signals | null) => void;
+  /** A file ffmpeg wrote is incomplete (typically: the media disk is full). */
+  onOutputProblem?: (problem: MuxerOutputProblem) => void;
   /** Bytes of FLV waiting for ffmpeg before it is considered stuck. */
   maxBufferedBytes?: number;
 }
@@ -78,6 +86,11 @@ export class MuxerRun {
   /** Wall clock and FLV timestamp of the first video keyframe: anchors program date times. */
   private anchor: { wallMs: number; flvMs: number } | null = null;
   private elapsedSeconds = 0;
+  private initChecked = false;
+  /** The run's output cannot be played (broken init): it is being killed, nothing more is handed over. */
+  private abandoned = false;
+  private gapPending = false;
+  private playlistBroken = false;
   bytesWritten = 0;
 
   constructor(private readonly options: MuxerRunOptions) {
@@ -198,12 +211,17 @@ export class MuxerRun {
   }
 
   private async scanOnce(): Promise<void> {
+    if (this.abandoned) return;
     let text: string;
     try {
       text = await readFile(path.join(this.options.workDir, PLAYLIST), 'utf8');
     } catch {
       return; // not written yet
     }
+    // ffmpeg writes its playlist to a temp name and renames it: an empty one is a failed write.
+    const broken = !text.startsWith('#EXTM3U');
+    if (broken && !this.playlistBroken) this.options.onOutputProblem?.({ file: 'muxer-playlist', name: PLAYLIST, problem: text ? 'not a playlist' : 'empty file' });
+    this.playlistBroken = broken;
     const playlist = parseMediaPlaylist(text);
     const { run, workDir } = this.options;
     const prefix = `${run}-`;
@@ -212,21 +230,45 @@ export class MuxerRun {
       if (!name.startsWith(prefix) || !name.endsWith('.m4s')) continue;
       const index = Number.parseInt(name.slice(prefix.length, -4), 10);
       if (!Number.isInteger(index) || index < this.nextIndex) continue;
-      if (index > this.nextIndex) this.log.warn({ expected: this.nextIndex, got: index }, 'segments skipped by the muxer');
+      if (index > this.nextIndex) {
+        this.log.warn({ expected: this.nextIndex, got: index }, 'segments skipped by the muxer');
+        this.gapPending = true;
+      }
       this.nextIndex = index + 1;
       const startedAt = this.anchor ? new Date(this.anchor.wallMs + this.elapsedSeconds * 1000) : null;
       this.elapsedSeconds += entry.duration;
-      this.options.onSegment({
-        run,
-        index,
-        name,
-        workPath: path.join(workDir, name),
-        duration: entry.duration,
-        initName: `${run}-init.mp4`,
-        initWorkPath: path.join(workDir, `${run}-init.mp4`),
-        startedAt,
-      });
+      const initName = `${run}-init.mp4`;
+      const initWorkPath = path.join(workDir, initName);
+      if (!this.initChecked) {
+        const init = await checkFmp4(initWorkPath, 'init');
+        if (!init.complete) {
+          // Every segment of this run needs this init: the run is useless, a new one writes a new init.
+          this.options.onOutputProblem?.({ file: 'init', name: initName, problem: init.problem });
+          this.abandon(`init segment incomplete (${init.problem})`);
+          return;
+        }
+        this.initChecked = true;
+      }
+      const workPath = path.join(workDir, name);
+      const check = await checkFmp4(workPath, 'segment');
+      if (!check.complete) {
+        this.options.onOutputProblem?.({ file: 'segment', name, problem: check.problem });
+        this.gapPending = true;
+        await rm(workPath, { force: true }); // frees what little it holds
+        continue;
+      }
+      const afterGap = this.gapPending;
+      this.gapPending = false;
+      this.options.onSegment({ run, index, name, workPath, duration: entry.duration, initName, initWorkPath, startedAt, afterGap });
     }
+  }
+
+  /** Kills a run whose output cannot be used; the owner sees an unexpected exit and starts another. */
+  private abandon(reason: string): void {
+    if (this.abandoned || this.finishing) return;
+    this.abandoned = true;
+    this.log.error({ reason }, 'muxer output unusable, killing ffmpeg');
+    this.child?.kill('SIGKILL');
   }
 
   private stopWatching(): void {

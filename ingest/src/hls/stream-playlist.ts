@@ -29,6 +29,8 @@ export interface StreamPlaylistOptions {
   targetDurationOverride: number;
   logger: Logger;
   onSegmentPublished?: (segment: PlaylistSegment, fitsTarget: boolean) => void;
+  /** Writing into the stream folder failed (the disk may be full); the change is retried with the next segment. */
+  onWriteError?: (file: 'init' | 'playlist', err: Error) => void;
 }
 
 interface RetiredFile {
@@ -47,6 +49,8 @@ export class StreamPlaylist {
   private breakBeforeNext = false;
   private currentRun: string | null = null;
   private queue: Promise<void> = Promise.resolve();
+  /** Write errors already reported through onWriteError (logged there, once per outage). */
+  private readonly reported = new WeakSet<object>();
   private readonly log: Logger;
   segmentsPublished = 0;
   lastSegmentAt: Date | null = null;
@@ -108,7 +112,8 @@ export class StreamPlaylist {
 
   private enqueue(task: () => Promise<void>): Promise<void> {
     const next = this.queue.then(task).catch((err: unknown) => {
-      this.log.error({ err }, 'playlist update failed');
+      if (typeof err === 'object' && err !== null && this.reported.has(err)) this.log.debug({ err }, 'playlist update failed');
+      else this.log.error({ err }, 'playlist update failed');
     });
     this.queue = next;
     return next;
@@ -120,14 +125,14 @@ export class StreamPlaylist {
       return;
     }
     const { dir } = this.options;
+    // Segments were lost inside a run (not written completely): the timeline jumps here.
+    if (segment.afterGap && this.window.length > 0) this.breakBeforeNext = true;
     if (segment.run !== this.currentRun) {
       // A new run: its own init segment, and a timeline break unless it is the very first.
       if (this.currentRun !== null || this.window.length > 0) this.breakBeforeNext = true;
+      // The run counts as current only once its init is public: a segment must never name a missing init.
+      await this.publishInit(segment);
       this.currentRun = segment.run;
-      const tmp = path.join(dir, `.${segment.initName}.tmp`);
-      await copyFile(segment.initWorkPath, tmp);
-      await rename(tmp, path.join(dir, segment.initName));
-      this.publishedInits.add(segment.initName);
     }
     try {
       await rename(segment.workPath, path.join(dir, segment.name));
@@ -165,6 +170,19 @@ export class StreamPlaylist {
     await this.deleteExpired();
   }
 
+  private async publishInit(segment: MuxerSegment): Promise<void> {
+    const tmp = path.join(this.options.dir, `.${segment.initName}.tmp`);
+    try {
+      await copyFile(segment.initWorkPath, tmp);
+      await rename(tmp, path.join(this.options.dir, segment.initName));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      this.reportWriteError('init', err);
+      throw err;
+    }
+    this.publishedInits.add(segment.initName);
+  }
+
   private async write(): Promise<void> {
     const text = renderMediaPlaylist({
       targetDuration: this.targetDuration!,
@@ -173,7 +191,19 @@ export class StreamPlaylist {
       segments: this.window,
       ended: this.ended,
     });
-    await writeFileAtomic(path.join(this.options.dir, PUBLIC_PLAYLIST), text);
+    try {
+      await writeFileAtomic(path.join(this.options.dir, PUBLIC_PLAYLIST), text);
+    } catch (err) {
+      // The segment stays in the window: the next successful write lists it.
+      this.reportWriteError('playlist', err);
+      throw err;
+    }
+  }
+
+  private reportWriteError(file: 'init' | 'playlist', err: unknown): void {
+    if (!this.options.onWriteError || typeof err !== 'object' || err === null) return;
+    this.reported.add(err);
+    this.options.onWriteError(file, err as Error);
   }
 
   /** Deletes segments that left the playlist more than the grace ago, and inits nothing needs. */

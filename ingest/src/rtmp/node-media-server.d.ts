@@ -1,6 +1,6 @@
 // Our own types for the parts of node-media-server 4.4.3 (pinned exactly) that the adapter uses.
 // The package ships no types and @types/node-media-server describes v2, which is wrong for v4.
-// These are internal modules: test/nms-adapter.test.ts covers the behaviour we rely on.
+// These are internal modules: test/rtmp-adapter.test.ts and the ingest integration tests cover the behaviour we rely on.
 
 declare module 'node-media-server/src/core/context.js' {
   import type { EventEmitter } from 'node:events';
@@ -44,6 +44,31 @@ declare module 'node-media-server/src/session/rtmp_session.js' {
     donePlay(session: NmsSubscriber): void;
   }
 
+  /** A message being reassembled from chunks (one per chunk stream id). */
+  export interface NmsRtmpPacket {
+    header: { fmt: number; cid: number; timestamp: number; length: number; type: number; stream_id: number };
+    payload: Buffer;
+    /** Bytes allocated for `payload`. */
+    capacity: number;
+    bytes: number;
+  }
+
+  /** The chunk parser (protocol/rtmp.js); the adapter wraps some of its methods per instance. */
+  export interface NmsRtmpParser {
+    /** 0 until the first byte (C0) has been read. */
+    handshakeState: number;
+    inChunkSize: number;
+    parserPacket: NmsRtmpPacket;
+    inPackets: Map<number, NmsRtmpPacket>;
+    /** Called once a chunk's message header is read: picks the packet for its chunk stream. */
+    packetParse(): void;
+    /** Called at a message's first chunk: sizes `payload` for `header.length`. */
+    packetAlloc(): void;
+    /** Protocol control messages (Set Chunk Size, Window Ack Size, …). */
+    controlHandler(): void;
+    onDeleteStream(message: unknown): void;
+  }
+
   export interface NmsSession {
     id: string;
     ip: string;
@@ -66,8 +91,10 @@ declare module 'node-media-server/src/session/rtmp_session.js' {
     audioDatarate: number;
     socket: Socket;
     broadcast: NmsBroadcast;
-    rtmp: { onDeleteStream(message: unknown): void };
+    rtmp: NmsRtmpParser;
     onData: (data: Buffer) => void;
+    /** Media and data messages from the parser; `run()` wires it, so replace it before. */
+    onPacket: (packet: unknown) => void;
     run(): void;
     close(): void;
   }

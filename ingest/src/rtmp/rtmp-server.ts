@@ -1,17 +1,21 @@
 /**
  * The one adapter around node-media-server (4.4.3, pinned): RTMP protocol handling comes from
  * the library, everything around it is ours. We own the TCP listener (the library's calls
- * process.exit on EADDRINUSE and cannot limit or time out connections), wrap each session's
- * data handler (malformed input can throw out of the library's parser), refuse publishes inside
- * the broadcast's auth hook before any media is accepted, and read media through an in-process
- * FLV tap instead of a second RTMP connection.
+ * process.exit on EADDRINUSE and cannot limit or time out connections), refuse addresses outside
+ * the publisher allowlist before the handshake, give every connection a deadline to start
+ * publishing, put limits on the library's parser (protocol-guard.ts) and contain its exceptions
+ * per connection, refuse publishes inside the broadcast's auth hook before any media is accepted,
+ * and read media through an in-process FLV tap instead of a second RTMP connection.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import { type BlockList, createServer, type Server, type Socket } from 'node:net';
 import Context from 'node-media-server/src/core/context.js';
 import nmsLogger from 'node-media-server/src/core/logger.js';
 import RtmpSession, { type NmsSession, type NmsSubscriber } from 'node-media-server/src/session/rtmp_session.js';
 import type { Logger } from '../../../common/src/logger.ts';
-import { normalizeIp } from '../../../common/src/access-record.ts';
+import { inAddressList, normalizeIp } from '../../../common/src/access-record.ts';
+import { checkFirstBytes, type DropReason, guardSession, ProtocolViolation } from './protocol-guard.ts';
+
+export type { DropReason } from './protocol-guard.ts';
 
 export interface PublishRequest {
   sessionId: string;
@@ -53,6 +57,10 @@ export interface RtmpServerHandlers {
   publishStarted(publisher: Publisher): void;
   publishEnded(publisher: Publisher, end: PublishEnd): void;
   publishRefused(request: PublishRequest, reason: string): void;
+  /** A connection refused before the handshake: its address is outside `allowedNetworks`. */
+  connectionRefused(clientAddress: string, reason: 'network'): void;
+  /** A connection the adapter closed for misbehaving or timing out (already logged here). */
+  connectionDropped(clientAddress: string, reason: DropReason): void;
 }
 
 export interface RtmpServerOptions {
@@ -60,7 +68,11 @@ export interface RtmpServerOptions {
   host: string;
   /** A connection with no traffic for this long is closed: a dead publisher frees its stream. */
   idleTimeoutMs: number;
+  /** A connection must be an accepted publisher this long after connecting (slow handshakes hold a slot). */
+  handshakeTimeoutMs: number;
   maxConnections: number;
+  /** Publishers may connect only from these networks; null = from anywhere. */
+  allowedNetworks: BlockList | null;
   logger: Logger;
   handlers: RtmpServerHandlers;
 }
@@ -73,6 +85,9 @@ function splitAddress(ip: string): string {
 }
 
 let tapCounter = 0;
+
+/** Thrown out of the library's parser once a publish or play is refused: nothing after it is parsed. */
+class SessionRefused extends Error {}
 
 class AcceptedPublisher implements Publisher {
   readonly startedAt = new Date();
@@ -149,6 +164,8 @@ export class RtmpServer {
     Context.eventEmitter.on('donePublish', this.onDonePublish);
     this.server = createServer(this.onConnection);
     this.server.maxConnections = options.maxConnections;
+    // Node closes connections over maxConnections itself; it only tells us through 'drop'.
+    this.server.on('drop', (peer) => this.dropped(splitAddress(`${peer?.remoteAddress ?? ''}:0`), peer?.remotePort, 'connection-limit', `limit ${options.maxConnections} connections`));
   }
 
   get connectionCount(): number {
@@ -188,29 +205,55 @@ export class RtmpServer {
   }
 
   private onConnection = (socket: Socket): void => {
+    const client = splitAddress(`${socket.remoteAddress ?? ''}:0`);
+    const allowed = this.options.allowedNetworks;
+    if (allowed && !inAddressList(allowed, client)) {
+      // Before the handshake: nothing is parsed or allocated for it.
+      socket.destroy();
+      this.options.handlers.connectionRefused(client, 'network');
+      return;
+    }
     this.sockets.add(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 5_000);
-    socket.setTimeout(this.options.idleTimeoutMs, () => {
-      this.log.warn({ client: splitAddress(`${socket.remoteAddress}:0`), timeoutMs: this.options.idleTimeoutMs }, 'RTMP connection idle, closing it');
-      socket.destroy();
-    });
-    socket.on('close', () => this.sockets.delete(socket));
     const session = new RtmpSession(socket);
+    const drop = (reason: DropReason, detail: string): void => {
+      if (socket.destroyed) return;
+      socket.destroy();
+      this.dropped(client, socket.remotePort, reason, detail, this.publishers.get(session)?.stream);
+    };
+    socket.setTimeout(this.options.idleTimeoutMs, () => drop('idle', `no data for ${this.options.idleTimeoutMs} ms`));
+    // The idle timeout alone would let a client that trickles a byte now and then hold a slot forever.
+    const deadline = setTimeout(() => {
+      if (!this.publishers.has(session)) drop('handshake-timeout', `not publishing ${this.options.handshakeTimeoutMs} ms after connecting`);
+    }, this.options.handshakeTimeoutMs);
+    socket.on('close', () => {
+      clearTimeout(deadline);
+      this.sockets.delete(socket);
+    });
+    guardSession(session, () => this.publishers.has(session) && !socket.destroyed);
     const parse = session.onData;
-    // The library's parser can throw on malformed input (e.g. a bad tcUrl): drop that client only.
+    // The library's parser throws on malformed input (e.g. a bad tcUrl) and on our limits: drop that client only.
     session.onData = (data: Buffer) => {
+      if (socket.destroyed) return;
       try {
+        checkFirstBytes(session, data);
         parse(data);
       } catch (err) {
-        this.log.warn({ client: splitAddress(session.ip), err: (err as Error).message }, 'malformed RTMP input, closing connection');
-        socket.destroy();
+        if (err instanceof SessionRefused) return; // logged and closed by verify()
+        if (err instanceof ProtocolViolation) drop(err.reason, err.message);
+        else drop('malformed', (err as Error).message);
       }
     };
     session.run();
     Context.sessions.set(session.id, session);
     socket.once('close', () => Context.sessions.delete(session.id));
   };
+
+  private dropped(client: string, port: number | undefined, reason: DropReason, detail: string, stream?: string): void {
+    this.log.warn({ client, port, reason, detail, ...(stream ? { stream } : {}) }, 'RTMP connection dropped');
+    this.options.handlers.connectionDropped(client, reason);
+  }
 
   private onPrePublish = (session: NmsSession): void => {
     this.publishAttempts.add(session);
@@ -224,12 +267,16 @@ export class RtmpServer {
     session.broadcast.verifyAuth = this.verify;
   };
 
-  /** Called by the library right after prePublish/prePlay; false refuses before any media is accepted. */
+  /**
+   * Called by the library right after prePublish/prePlay, before any media is accepted: true
+   * accepts; a refusal closes the socket and throws SessionRefused out of the library's parser.
+   */
   private verify = (_secret: string | undefined, session: NmsSession): boolean => {
+    if (session.socket.destroyed) throw new SessionRefused();
     if (!this.publishAttempts.has(session)) {
       this.log.warn({ client: splitAddress(session.ip), path: session.streamPath }, 'RTMP play refused: viewers watch over HTTP');
       session.socket.destroy();
-      return false;
+      throw new SessionRefused();
     }
     const request: PublishRequest = {
       sessionId: session.id,
@@ -250,9 +297,11 @@ export class RtmpServer {
     }
     if (decision.accept) return true;
     this.options.handlers.publishRefused(request, decision.reason);
-    // A refused publisher must not get to send media: drop the connection now.
+    // A refused publisher must not get to send media: drop the connection now, and stop parsing
+    // the rest of what it already sent (media after the publish command would otherwise reach
+    // the broadcast of the path it named, which may be someone else's live stream).
     session.socket.destroy();
-    return false;
+    throw new SessionRefused();
   };
 
   private onPostPublish = (session: NmsSession): void => {
