@@ -23,6 +23,7 @@ import type { FleetWindow } from '../loadtest/node/fleet-stats.ts';
 import { FleetProcess } from '../loadtest/node/fleet-process.ts';
 import { evaluateSlo, type SloVerdict } from '../loadtest/node/slo.ts';
 import { SLO } from '../loadtest/lib/viewer.js';
+import { NGINX_BINARY, startNginxOrigin } from './nginx-origin.ts';
 import { cpuSnapshot } from './proc-cpu.ts';
 
 const START = Number(process.env.BENCH_CAPACITY_START ?? 50);
@@ -66,6 +67,38 @@ export interface CapacityResult {
     /** (proxy + web CPU) per GB through the proxy ÷ web CPU per GB direct */
     cpuPerGbRatio: number;
   } | null;
+  /** The same ramp against nginx serving MEDIA_DIR (null when nginx is not installed). */
+  nginx: { viewersHeld: number; firstBroken: number | null; atCapacity: StepResult | null; steps: StepResult[] } | null;
+}
+
+/** Doubles the viewers until the SLO breaks, then bisects between the last held and the first broken. */
+async function rampUntilBroken(
+  measure: (viewers: number) => Promise<StepResult>,
+  resize: (viewers: number) => Promise<void>,
+): Promise<{ held: number; broken: number | null; steps: StepResult[] }> {
+  const steps: StepResult[] = [];
+  let held = 0;
+  let broken: number | null = null;
+  for (let viewers = START; viewers <= MAX; viewers *= 2) {
+    const step = await measure(viewers);
+    steps.push(step);
+    if (!step.held) {
+      broken = viewers;
+      break;
+    }
+    held = viewers;
+  }
+  for (let i = 0; i < REFINE && broken !== null && broken - held > Math.max(10, held * 0.1); i++) {
+    const viewers = Math.round((held + broken) / 2 / 10) * 10;
+    // Back down below the probe first, so the probe is a ramp from a held state, not a recovery.
+    await resize(Math.min(held, viewers));
+    await sleep(SETTLE_S * 1000);
+    const step = await measure(viewers);
+    steps.push(step);
+    if (step.held) held = viewers;
+    else broken = viewers;
+  }
+  return { held, broken, steps };
 }
 
 export async function benchCapacity(): Promise<CapacityResult> {
@@ -87,7 +120,9 @@ export async function benchCapacity(): Promise<CapacityResult> {
       monitoring: [stack.monitoring!.process.pid],
       publisher: [publisher!.pid],
       loadgen: fleets.map((f) => f.pid),
+      ...(nginxPids.length > 0 ? { nginx: nginxPids } : {}),
     });
+    let nginxPids: number[] = [];
 
     const fleet = new FleetProcess({ baseUrl: stack.proxyUrl!, stream: 'capacity' });
     fleets.push(fleet);
@@ -105,28 +140,10 @@ export async function benchCapacity(): Promise<CapacityResult> {
       return step;
     };
 
-    // Ramp: double until the SLO breaks, then bisect between the last held and the first broken.
-    let held = 0;
-    let broken: number | null = null;
-    for (let viewers = START; viewers <= MAX; viewers *= 2) {
-      const step = await measure(viewers, fleet);
-      steps.push(step);
-      if (!step.held) {
-        broken = viewers;
-        break;
-      }
-      held = viewers;
-    }
-    for (let i = 0; i < REFINE && broken !== null && broken - held > Math.max(10, held * 0.1); i++) {
-      const viewers = Math.round((held + broken) / 2 / 10) * 10;
-      // Back down below the probe first, so the probe is a ramp from a held state, not a recovery.
-      await fleet.resize(Math.min(held, viewers));
-      await sleep(SETTLE_S * 1000);
-      const step = await measure(viewers, fleet);
-      steps.push(step);
-      if (step.held) held = viewers;
-      else broken = viewers;
-    }
+    const onair = await rampUntilBroken((viewers) => measure(viewers, fleet), (viewers) => fleet.resize(viewers));
+    steps.push(...onair.steps);
+    const held = onair.held;
+    const broken = onair.broken;
     await fleet.resize(0);
 
     // The proxy's overhead: the same load through the proxy and direct to one web replica.
@@ -152,6 +169,27 @@ export async function benchCapacity(): Promise<CapacityResult> {
       };
     }
 
+    // The bar: nginx serving the same files from MEDIA_DIR, same viewers, same SLO.
+    let nginx: CapacityResult['nginx'] = null;
+    const origin = process.env.BENCH_CAPACITY_NGINX === '0' ? null : await startNginxOrigin(stack.mediaDir, temp.dir);
+    if (origin) {
+      try {
+        nginxPids = await origin.pids();
+        const viaNginx = new FleetProcess({ baseUrl: origin.url, stream: 'capacity' });
+        fleets.push(viaNginx);
+        await sleep(3000);
+        console.log('  nginx serving the same files:');
+        const ramp = await rampUntilBroken((viewers) => measure(viewers, viaNginx), (viewers) => viaNginx.resize(viewers));
+        await viaNginx.resize(0);
+        nginx = { viewersHeld: ramp.held, firstBroken: ramp.broken, atCapacity: [...ramp.steps].reverse().find((s) => s.viewers === ramp.held) ?? null, steps: ramp.steps };
+      } finally {
+        nginxPids = [];
+        await origin.stop();
+      }
+    } else {
+      console.log(`  (no nginx comparison: ${NGINX_BINARY} missing, apt-get install nginx-light, or BENCH_CAPACITY_NGINX=0)`);
+    }
+
     const inputKbps = (await ingestStreams(stack)).find((s) => s.stream === 'capacity')?.bitrateKbps ?? 0;
     const result: CapacityResult = {
       machine: machine(),
@@ -162,6 +200,7 @@ export async function benchCapacity(): Promise<CapacityResult> {
       atCapacity: [...steps].reverse().find((s) => s.viewers === held) ?? null,
       steps,
       proxyOverhead,
+      nginx,
     };
     await writeResults(result);
     return result;
@@ -257,7 +296,14 @@ export function markdown(r: CapacityResult): string {
       `| proxy overhead: CPU per GB delivered, proxy + web ÷ web alone | ${f(o.cpuPerGbRatio, 2)} |`,
     );
   }
+  if (r.nginx) {
+    const n = r.nginx;
+    lines.push(
+      `| nginx serving the same files (sendfile, one worker per core): viewers held | ${n.viewersHeld}${n.firstBroken === null ? '' : ` (broke at ${n.firstBroken})`}; onair ÷ nginx = ${f(r.viewersHeld / n.viewersHeld, 2)} |`,
+    );
+    if (n.atCapacity) lines.push(`| nginx at its capacity: segment p50/p99, CPU | ${f(n.atCapacity.segmentMsP50)}/${f(n.atCapacity.segmentMsP99)} ms, ${cpuCell(n.atCapacity)} |`);
+  }
   lines.push('', '| viewers | SLO | req/s | MB/s | ratio p95 | segment p50/p99 ms | CPU (cores) |', '| --- | --- | --- | --- | --- | --- | --- |');
-  for (const s of r.steps) lines.push(`| ${s.viewers} | ${s.held ? 'held' : `broken: ${s.broken.join('; ')}`} | ${f(s.requestsPerSecond)} | ${f(s.egressMBps, 1)} | ${f(s.downloadRatioP95, 3)} | ${f(s.segmentMsP50)}/${f(s.segmentMsP99)} | ${cpuCell(s)} |`);
+  for (const s of [...r.steps, ...(r.nginx?.steps.map((step) => ({ ...step, viewers: `${step.viewers} (nginx)` as unknown as number })) ?? [])]) lines.push(`| ${s.viewers} | ${s.held ? 'held' : `broken: ${s.broken.join('; ')}`} | ${f(s.requestsPerSecond)} | ${f(s.egressMBps, 1)} | ${f(s.downloadRatioP95, 3)} | ${f(s.segmentMsP50)}/${f(s.segmentMsP99)} | ${cpuCell(s)} |`);
   return `${lines.join('\n')}\n`;
 }

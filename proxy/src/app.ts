@@ -17,6 +17,9 @@ import { ClientLimits } from './client-limits.ts';
 import type { ProxyConfig } from './config.ts';
 import { setForwardedHeaders } from './forwarded-headers.ts';
 import { Forwarder } from './forwarder.ts';
+import { CachedSegments } from './cached-segments.ts';
+import { SegmentCache } from './segment-cache.ts';
+import { createPoolFill } from './segment-fill.ts';
 import { HealthChecker } from './health-checker.ts';
 import { connectionEvent, createProxyHttpServer, handleSocketRefusals } from './http-server.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -67,6 +70,12 @@ export function buildProxy(
   });
   const records = new RequestRecords(config.instance, accessLog, metrics);
   const forwarder = new Forwarder({ maxSocketsPerBackend: config.maxSocketsPerBackend, upstreamTimeoutMs: config.upstreamTimeoutMs }, metrics, logger);
+  const segmentCache = new SegmentCache(config.segmentCache.maxBytes, config.segmentCache.maxSegmentBytes);
+  metrics.observeSegmentCache(() => segmentCache.stats());
+  const cachedSegments = new CachedSegments(
+    segmentCache,
+    createPoolFill({ pool: webPool, agent: forwarder.agent, maxEntryBytes: config.segmentCache.maxSegmentBytes, timeoutMs: config.upstreamTimeoutMs || 30_000, logger }),
+  );
   const healthChecker = new HealthChecker(router.pools(), { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs }, logger);
   const admin = new AdminApi(webPool, config.opsToken, logger);
   const fileWatcher = config.backendsFile ? new BackendsFileWatcher(config.backendsFile, webPool, config.backendsFilePollMs, logger) : null;
@@ -107,8 +116,13 @@ export function buildProxy(
       admin.handle(req, res, path);
       return;
     }
-    setForwardedHeaders(req, res.clientIp, res.requestId, addresses.proto(req));
-    forwarder.forward(req, res, router.route(path));
+    const pool = router.route(path);
+    const forward = (): void => {
+      setForwardedHeaders(req, res.clientIp, res.requestId, addresses.proto(req));
+      forwarder.forward(req, res, pool);
+    };
+    if (pool === webPool && cachedSegments.handle(req, res, path, forward)) return;
+    forward();
   };
 
   const server = createProxyHttpServer(config.limits, config.tls, onRequest);
@@ -174,6 +188,7 @@ export function buildProxy(
       // Leave a second of the shutdown budget for closing sockets and flushing logs.
       await closeHttpServer(server, Math.max(500, config.shutdownTimeoutMs - 1_000));
       forwarder.close();
+      segmentCache.clear();
     },
   };
 }

@@ -60,6 +60,10 @@ export const proxyConfigSchema = z.object({
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
   MAX_SOCKETS_PER_BACKEND: env.positiveInt(256),
+  /** Memory for media segments held at the proxy (proxy/README.md "Segment cache"); 0 = off. */
+  SEGMENT_CACHE_MB: env.nonNegativeInt(256),
+  /** A segment larger than this is forwarded, never held. */
+  SEGMENT_CACHE_MAX_SEGMENT_MB: env.positiveInt(16),
 
   // --- who may watch (README "Security"): unset/empty lists mean "everyone" / "nobody" ---
   /** Networks allowed to use the proxy (everything but /healthz, /readyz, /metrics); empty = everyone. */
@@ -141,6 +145,7 @@ export interface ProxyConfig {
   logLevel: z.infer<typeof proxyConfigSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   maxSocketsPerBackend: number;
+  segmentCache: { maxBytes: number; maxSegmentBytes: number };
   /** Access-record shipping over the Fluent forward protocol; null when FLUENT_HOST is unset. */
   records: RecordShippingConfig | null;
   /** Networks allowed in (IPs/CIDRs); empty = everyone. */
@@ -174,6 +179,7 @@ export function loadProxyConfig(environment: NodeJS.ProcessEnv = process.env): P
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxSocketsPerBackend: e.MAX_SOCKETS_PER_BACKEND,
+    segmentCache: { maxBytes: e.SEGMENT_CACHE_MB * 1024 * 1024, maxSegmentBytes: e.SEGMENT_CACHE_MAX_SEGMENT_MB * 1024 * 1024 },
     records: recordShippingConfig(e, instance),
     viewerAllowCidrs: e.VIEWER_ALLOW_CIDRS,
     frontProxies: e.FRONT_PROXIES,

@@ -3,6 +3,7 @@ import { BACKEND_STATES, UPSTREAM_ERROR_KINDS } from './backend.ts';
 import type { BackendPool } from './backend-pool.ts';
 import type { RequestKind } from '../../common/src/access-record.ts';
 import { REFUSAL_REASONS, type Refusal } from './refusals.ts';
+import type { SegmentCacheStats } from './segment-cache.ts';
 
 /** Live figures the metrics read when scraped. */
 export interface ConnectionFigures {
@@ -25,7 +26,11 @@ export class ProxyMetrics {
   private readonly errorResponses: Counter<'status' | 'reason'>;
   private readonly refusals = new Map<string, { inc(): void }>();
 
-  constructor(registry: Registry, pools: () => readonly BackendPool[], connections: ConnectionFigures) {
+  constructor(
+    private readonly registry: Registry,
+    pools: () => readonly BackendPool[],
+    connections: ConnectionFigures,
+  ) {
     const registers = [registry];
     new Gauge({
       name: 'onair_proxy_backend_state',
@@ -152,6 +157,58 @@ export class ProxyMetrics {
       this.durationChildren.set(key, child);
     }
     child.observe(seconds);
+  }
+
+  /** The segment cache's counters and size, read when scraped. */
+  observeSegmentCache(stats: () => SegmentCacheStats): void {
+    const registers = [this.registry];
+    new Counter({
+      name: 'onair_proxy_segment_cache_requests_total',
+      help: 'Segment requests the cache took, by outcome: hit (in memory), shared (waited for a fill under way), fill (fetched from a backend)',
+      labelNames: ['outcome'] as const,
+      registers,
+      collect() {
+        const s = stats();
+        this.reset();
+        this.inc({ outcome: 'hit' }, s.hits);
+        this.inc({ outcome: 'shared' }, s.sharedFills);
+        this.inc({ outcome: 'fill' }, s.fills);
+      },
+    });
+    new Counter({
+      name: 'onair_proxy_segment_cache_uncacheable_total',
+      help: 'Fills that brought nothing to hold (backend error, not 200, not immutable, too large): those requests were forwarded',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(stats().uncacheable);
+      },
+    });
+    new Counter({
+      name: 'onair_proxy_segment_cache_evictions_total',
+      help: 'Segments dropped to stay within SEGMENT_CACHE_MB',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(stats().evictions);
+      },
+    });
+    new Gauge({
+      name: 'onair_proxy_segment_cache_bytes',
+      help: 'Bytes of segments held in memory',
+      registers,
+      collect() {
+        this.set(stats().bytes);
+      },
+    });
+    new Gauge({
+      name: 'onair_proxy_segment_cache_segments',
+      help: 'Segments held in memory',
+      registers,
+      collect() {
+        this.set(stats().entries);
+      },
+    });
   }
 
   errorResponse(status: 502 | 503): void {

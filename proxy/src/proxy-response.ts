@@ -26,6 +26,10 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> {
   attempt: Backend | null = null;
   /** The backend whose response is being relayed (null when the proxy answers itself). */
   servedBy: Backend | null = null;
+  /** Answered from the proxy's segment cache without an upstream request (the record's backend is then "cache"). */
+  fromCache = false;
+  /** Answered by a segment-cache fill this request caused: the backend that served the fill. */
+  filledFrom: string | null = null;
   retried = false;
   upstreamReq: ClientRequest | null = null;
   upstreamRes: IncomingMessage | null = null;

@@ -6,6 +6,7 @@ import type { AccessLog } from './access-log.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { ProxyResponse, ResponseObserver } from './proxy-response.ts';
 import type { Refusal } from './refusals.ts';
+import { SEGMENT_CACHE_BACKEND } from './segment-cache.ts';
 
 /** A path as recorded: cut to what monitoring accepts, so a long one never costs the record. */
 function recordedPath(path: string): string {
@@ -71,7 +72,7 @@ export class RequestRecords implements ResponseObserver {
       user_agent: req.headers['user-agent'] ?? '',
       session_id: sessionIdFromRequest(req.url ?? '', req.headers),
       record_id: this.recordIds.next(),
-      backend: res.servedBy?.url ?? null,
+      backend: res.fromCache ? SEGMENT_CACHE_BACKEND : (res.filledFrom ?? res.servedBy?.url ?? null),
       request_id: res.requestId,
       refusal: res.refusal,
     });

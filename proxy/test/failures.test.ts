@@ -112,8 +112,9 @@ describe('failures are hidden from viewers', () => {
     const [a, b] = await setUp(2, { HEALTH_INTERVAL_MS: '60000' });
     a!.mode = 'truncate';
     b!.mode = 'truncate';
+    // A relayed response (a playlist; segments go through the segment cache, below).
     await assert.rejects(async () => {
-      const res = await fetch(`${proxy!.url}/live/demo/t.ts`, { signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${proxy!.url}/live/demo/t.m3u8`, { signal: AbortSignal.timeout(10_000) });
       await res.arrayBuffer();
     }, 'the truncated body is an error for the client, not a hang');
     a!.mode = 'normal';
@@ -123,6 +124,23 @@ describe('failures are hidden from viewers', () => {
     assert.equal(ok.status, 200);
     assert.equal(await metricValue(proxy!, 'onair_proxy_backend_errors_total', { type: 'aborted' }), 1);
     assert.ok(proxy!.proc.running);
+  }));
+
+  test('a segment cut off by every backend: the viewer gets an error status, never a truncated segment', withLogs(() => proxy, async () => {
+    const [a, b] = await setUp(2, { HEALTH_INTERVAL_MS: '300' });
+    a!.mode = 'truncate';
+    b!.mode = 'truncate';
+    const res = await fetch(`${proxy!.url}/live/demo/cut.m4s`, { signal: AbortSignal.timeout(10_000) });
+    assert.ok(res.status === 502 || res.status === 503, `status ${res.status}`);
+    await res.arrayBuffer();
+    assert.equal(await metricValue(proxy!, 'onair_proxy_backend_errors_total', { type: 'aborted' }), 2, 'each backend cut it once, and was ejected');
+    a!.mode = 'normal';
+    b!.mode = 'normal';
+    const whole = await waitFor('a backend back in rotation', async () => {
+      const again = await get(`${proxy!.url}/live/demo/cut.m4s`);
+      return again.status === 200 && again;
+    }, 10_000, 200);
+    assert.equal(whole.body, DATA_BODY.toString(), 'then the whole segment, not the cut one');
   }));
 
   test('client aborts are not backend failures', withLogs(() => proxy, async () => {

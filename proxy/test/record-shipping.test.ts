@@ -46,16 +46,20 @@ describe('proxy ships access records to a Fluent receiver', () => {
     for (let i = 0; i < 3; i++) assert.equal((await get(`${proxy!.url}/live/demo/r1-${i}.m4s?${query}`)).status, 200);
     assert.equal((await get(`${proxy!.url}/live/demo/index.m3u8`, { 'CMCD-Session': 'sid="hdr-7"' })).status, 200);
     assert.equal((await get(`${proxy!.url}/live/demo/index.m3u8`)).status, 200);
-    assert.deepEqual(backend.hits.slice(hitsBefore, hitsBefore + 3), [0, 1, 2].map((i) => `/live/demo/r1-${i}.m4s?${query}`), 'the backend sees the query string');
+    // Segments reach the backend through the segment cache, one shared fill per segment name: without
+    // the viewer's query (the cache key is the path). Playlists are relayed with it.
+    assert.deepEqual(backend.hits.slice(hitsBefore, hitsBefore + 3), [0, 1, 2].map((i) => `/live/demo/r1-${i}.m4s`), 'segments: filled by path');
+    assert.equal((await get(`${proxy!.url}/live/demo/index.m3u8?${query}`)).status, 200);
+    assert.equal(backend.hits.at(-1), `/live/demo/index.m3u8?${query}`, 'playlists: the backend sees the query string');
 
-    const records = await waitFor('5 proxy records at the receiver', async () => {
+    const records = await waitFor('6 proxy records at the receiver', async () => {
       const found = (await receiver.entries()).map((e) => e.record as unknown as ProxyAccessRecord).filter((r) => r.instance === 'proxy-ship' && r.path.startsWith('/live/demo/'));
-      return found.length >= 5 && found;
+      return found.length >= 6 && found;
     });
     const segments = records.filter((r) => r.kind === 'segment');
     assert.deepEqual(segments.map((r) => r.session_id), [sid, sid, sid]);
     assert.deepEqual(segments.map((r) => r.path).sort(), ['/live/demo/r1-0.m4s', '/live/demo/r1-1.m4s', '/live/demo/r1-2.m4s']);
-    assert.deepEqual(records.filter((r) => r.kind === 'playlist').map((r) => r.session_id).sort(), ['hdr-7', null].sort());
+    assert.deepEqual(records.filter((r) => r.kind === 'playlist').map((r) => r.session_id).sort(), ['hdr-7', null, sid].sort());
     for (const record of records) {
       assert.equal(record.tier, 'proxy');
       assert.equal(record.backend, backend.url);
@@ -63,7 +67,7 @@ describe('proxy ships access records to a Fluent receiver', () => {
       assert.ok(record.request_id);
     }
     assert.equal(new Set(records.map((r) => r.record_id)).size, records.length);
-    await waitFor('acknowledged', async () => (await metricValue(proxy!, 'onair_records_acked_total')) >= 5);
+    await waitFor('acknowledged', async () => (await metricValue(proxy!, 'onair_records_acked_total')) >= 6);
     assert.equal(await metricValue(proxy!, 'onair_records_receiver_up'), 1);
   }));
 
