@@ -15,9 +15,13 @@ import { addStream, readRegistry, rotateStreamKey } from '../../common/src/strea
 import { SupervisedProcess } from './supervised-process.ts';
 import { testPatternArgs } from './test-pattern.ts';
 import type { CommandIO } from './streams-command.ts';
+import { signPlaybackToken } from '../../common/src/playback-token.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DEMO_STREAM = 'demo';
+
+/** How long the demo link printed with playback tokens on stays valid. */
+const DEMO_TOKEN_TTL_S = 12 * 3600;
 
 function num(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const value = env[name];
@@ -159,10 +163,12 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
     demoPublisher.start();
   }
 
+  // With playback tokens on (PLAYBACK_TOKEN_SECRET), the demo link and its readiness check carry one.
+  const demoQuery = env.PLAYBACK_TOKEN_SECRET ? `?token=${signPlaybackToken(env.PLAYBACK_TOKEN_SECRET, DEMO_STREAM, Math.floor(Date.now() / 1000) + DEMO_TOKEN_TTL_S)}` : '';
   io.out('');
   io.out(`onair is up (local mode). Logs: ${logDir}`);
   io.out(`  Viewers:   http://${host}:${proxyPort}/`);
-  if (demo) io.out(`  Demo:      http://${host}:${proxyPort}/watch/${DEMO_STREAM}   (test pattern from the built-in demo publisher)`);
+  if (demo) io.out(`  Demo:      http://${host}:${proxyPort}/watch/${DEMO_STREAM}${demoQuery}   (test pattern from the built-in demo publisher)`);
   io.out(`  OBS:       Server rtmp://${host}:${rtmpPort}/live  ·  Stream key <stream>?key=<secret>  (create one: npm run onair -- streams add <stream>)`);
   io.out(`  Ingest:    http://${host}:${controlPort}/streams`);
   io.out(`  Ops:       http://${host}:${proxyPort}/monitor   (dashboard: viewers, egress, backends; sign in with the ops token)`);
@@ -170,8 +176,8 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
   io.out('Press Ctrl-C to stop everything.');
 
   if (demo) {
-    const live = await waitReady(`http://127.0.0.1:${proxyPort}/live/${DEMO_STREAM}/index.m3u8`, 30_000);
-    if (!stopping) io.out(live ? `onair: the demo stream is live → http://${host}:${proxyPort}/watch/${DEMO_STREAM}` : 'onair: the demo stream did not start within 30 s; see the logs');
+    const live = await waitReady(`http://127.0.0.1:${proxyPort}/live/${DEMO_STREAM}/index.m3u8${demoQuery}`, 30_000);
+    if (!stopping) io.out(live ? `onair: the demo stream is live → http://${host}:${proxyPort}/watch/${DEMO_STREAM}${demoQuery}` : 'onair: the demo stream did not start within 30 s; see the logs');
   }
   await stopped;
   return 0;

@@ -1,6 +1,6 @@
 // onair player page. hls.js first: Debian's Chromium answers "maybe" to native HLS yet cannot play
 // it, so native HLS is only the fallback for browsers without Media Source Extensions (iPhone Safari).
-// States shown to the viewer: connecting, waiting, live, reconnecting, ended (and unsupported).
+// States shown to the viewer: connecting, waiting, live, reconnecting, ended, denied (and unsupported).
 
 const Hls = window.Hls;
 const root = document.getElementById('player');
@@ -39,6 +39,7 @@ const WORDS = {
   reconnecting: 'reconnecting…',
   ended: 'the broadcast has ended',
   unsupported: 'this browser cannot play live video',
+  denied: 'access denied: this link has expired or is not valid from here',
 };
 
 const engine = Hls && Hls.isSupported() ? 'hls.js' : video.canPlayType('application/vnd.apple.mpegurl') ? 'native' : null;
@@ -154,6 +155,12 @@ function onHlsError(hls, data) {
     hls.recoverMediaError();
     return;
   }
+  if (data.response && data.response.code === 403) {
+    // The proxy refused us (expired playback link, network not allowed): retrying will not help.
+    stopPlayback();
+    setState('denied');
+    return;
+  }
   if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && data.response && data.response.code === 404) {
     stopPlayback(); // the playlist is gone: the poll loop starts again when there is a broadcast
     setState(listed === false ? 'ended' : 'waiting');
@@ -173,6 +180,7 @@ async function probe() {
   let playlist = null;
   try {
     const response = await fetch(playlistUrl, { cache: 'no-store' });
+    if (response.status === 403) return setState('denied');
     if (response.ok) playlist = await response.text();
   } catch {
     return;
