@@ -1,11 +1,13 @@
 /**
  * `npm run bench`: figures and ratios for this machine, printed, never asserted (timings on a
- * shared 2-core machine are noisy). BENCH=ingest,latency,monitoring,shipping,capacity selects benchmarks (default: ingest,latency,monitoring,capacity).
+ * shared 2-core machine are noisy). BENCH=ingest,latency,monitoring,shipping,capacity,soak selects benchmarks (default: ingest,latency,monitoring,capacity).
+ * `soak` (SOAK_MINUTES, default 30) runs only when asked for: BENCH=soak npm run bench.
  */
 import { benchCapacity } from './capacity.ts';
 import { benchIngest } from './ingest.ts';
 import { benchLatency } from './latency.ts';
 import { benchMonitoringIngest } from './monitoring-ingest.ts';
+import { benchSoak } from './soak.ts';
 
 const selected = new Set((process.env.BENCH ?? 'ingest,latency,monitoring,capacity').split(','));
 const results: Record<string, Record<string, number>> = {};
@@ -34,5 +36,11 @@ if (selected.has('capacity')) {
   const capacity = await benchCapacity();
   results.capacity = { viewersHeld: capacity.viewersHeld, firstBroken: capacity.firstBroken ?? NaN, proxySegmentP50Ratio: capacity.proxyOverhead?.segmentP50Ratio ?? NaN, proxyCpuPerGbRatio: capacity.proxyOverhead?.cpuPerGbRatio ?? NaN };
   console.table(results.capacity);
+}
+if (selected.has('soak')) {
+  console.log(`soak: the whole stack under steady viewers for SOAK_MINUTES (${process.env.SOAK_MINUTES ?? 30}); memory, fds and ffmpeg processes sampled …`);
+  const soak = await benchSoak();
+  results.soak = { minutes: soak.minutes, viewers: soak.viewers, requests: soak.requests, failedRequests: soak.failedRequests, stalls: soak.stalls, orphanedFfmpeg: soak.orphanedFfmpeg.length };
+  for (const v of soak.verdicts) results.soak[`${v.process} RSS growth MB`] = Math.round(v.rssGrowthMB * 10) / 10;
 }
 console.log(JSON.stringify({ machine: { node: process.version, cpus: (await import('node:os')).cpus().length }, results }, null, 2));

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -47,23 +48,61 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 
 /** A child process whose output is kept (and shown when a test fails) and that is stopped by PID. */
 export class ManagedProcess {
+  /** The most recent 5 000 lines (stdout and stderr); use onLine() to see every line. */
   readonly output: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves once the process has exited and all its output has been read (`exited` may come first). */
+  readonly closed: Promise<void>;
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  private readonly lineListeners: Array<(line: string) => void> = [];
 
   constructor(readonly name: string, readonly child: ChildProcess) {
-    const keep = (chunk: Buffer): void => {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) this.output.push(line);
-      if (this.output.length > 5000) this.output.splice(0, this.output.length - 5000);
+    // A pipe read can end mid-line (pino writes several lines at once, asynchronously): keep the
+    // unfinished tail of each stream until its newline arrives, so no JSON line is cut in two.
+    const lineReader = (): { data: (chunk: Buffer) => void; end: () => void } => {
+      const decoder = new StringDecoder('utf8');
+      let rest = '';
+      return {
+        data: (chunk) => {
+          const lines = (rest + decoder.write(chunk)).split('\n');
+          rest = lines.pop()!;
+          for (const line of lines) this.keep(line);
+          if (rest.length > 1 << 20) {
+            this.keep(rest);
+            rest = '';
+          }
+        },
+        end: () => {
+          this.keep(rest + decoder.end());
+          rest = '';
+        },
+      };
     };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
+    for (const stream of [child.stdout, child.stderr]) {
+      if (!stream) continue;
+      const reader = lineReader();
+      stream.on('data', reader.data);
+      stream.on('end', reader.end);
+    }
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.exitInfo = { code, signal };
         resolve(this.exitInfo);
       });
     });
+    this.closed = new Promise((resolve) => child.once('close', () => resolve()));
+  }
+
+  /** Calls `listener` with every complete output line from now on (not limited to the last 5 000). */
+  onLine(listener: (line: string) => void): void {
+    this.lineListeners.push(listener);
+  }
+
+  private keep(line: string): void {
+    if (!line) return;
+    this.output.push(line);
+    if (this.output.length > 5000) this.output.splice(0, this.output.length - 5000);
+    for (const listener of this.lineListeners) listener(line);
   }
 
   get pid(): number {

@@ -87,6 +87,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     processes.push(proxy);
     proxyUrl = `http://127.0.0.1:${proxyPort}`;
   }
+  // restartMonitoring() replaces stack.monitoring.process: stop (and show) the current one too.
+  const withCurrentMonitoring = (): ManagedProcess[] =>
+    monitoring && !processes.includes(monitoring.process) ? [...processes, monitoring.process] : processes;
   const stack: Stack = {
     mediaDir,
     dataDir,
@@ -101,9 +104,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     publishUrl: (stream, key) => `rtmp://127.0.0.1:${rtmpPort}/live/${stream}?key=${key}`,
     playlistPath: (stream) => path.join(mediaDir, 'live', stream, 'index.m3u8'),
     readPlaylist: async (stream) => readFile(path.join(mediaDir, 'live', stream, 'index.m3u8'), 'utf8').catch(() => ''),
-    diagnostics: () => processes.map((p) => p.tail(40)).join('\n'),
+    diagnostics: () => withCurrentMonitoring().map((p) => p.tail(40)).join('\n'),
     stop: async () => {
-      await Promise.all(processes.map((p) => p.stop()));
+      await Promise.all(withCurrentMonitoring().map((p) => p.stop()));
       await temp.remove();
     },
   };
@@ -143,6 +146,25 @@ export async function startMonitoring(options: { mediaDir: string; dataDir: stri
     ...options.env,
   };
   return { process: startService('monitoring', env), url: `http://127.0.0.1:${port}`, port, fluentPort, env };
+}
+
+/**
+ * Starts the stack's monitoring again after it was stopped or killed: same environment, so the same
+ * ports (HTTP and Fluent receiver) and the same DATA_DIR (its DuckDB store). Waits until /readyz
+ * answers; the new process becomes `stack.monitoring.process` and is stopped by `stack.stop()`.
+ */
+export async function restartMonitoring(stack: Stack, timeoutMs = 30_000): Promise<ManagedProcess> {
+  const monitoring = stack.monitoring;
+  if (!monitoring) throw new Error('the stack was started without monitoring');
+  if (monitoring.process.running) throw new Error(`monitoring (pid ${monitoring.process.pid}) is still running: stop or kill it first`);
+  await monitoring.process.closed;
+  monitoring.process = startService('monitoring', monitoring.env, 'monitoring (restarted)');
+  try {
+    await waitForHttpOk(`${monitoring.url}/readyz`, timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${monitoring.process.tail()}`);
+  }
+  return monitoring.process;
 }
 
 export async function createStream(stack: Stack, stream: string): Promise<string> {

@@ -28,6 +28,12 @@ const MAX_LOGGED_PATH = 2048;
 
 export interface CompletedRequest {
   req: IncomingMessage;
+  /**
+   * The TCP peer, read when the request arrived: once the client (or the proxy, cancelling for a
+   * viewer who left) has hung up, `req.socket.remoteAddress` is undefined, and a record without a
+   * client_ip is refused by the store.
+   */
+  peer: string | undefined;
   /** Request path without the query string, as received. */
   path: string;
   /** From describePath(path). */
@@ -48,7 +54,7 @@ export function buildAccessRecord(done: CompletedRequest, instance: string, trus
     '@timestamp': done.finishedAt.toISOString(),
     stream: done.stream,
     kind: done.kind,
-    client_ip: resolveClientIp(done.req.socket.remoteAddress, done.req.headers['x-forwarded-for'], trustList),
+    client_ip: resolveClientIp(done.peer, done.req.headers['x-forwarded-for'], trustList),
     method: done.req.method ?? '',
     path: done.path.length > MAX_LOGGED_PATH ? done.path.slice(0, MAX_LOGGED_PATH) : done.path,
     status: done.status,

@@ -29,6 +29,7 @@ export function createRequestTracker(options: { instance: string; trustList: Blo
   /** `ops` requests are counted but get no access record. */
   const observe = (req: IncomingMessage, res: ServerResponse, ops: boolean): void => {
     const startedAt = performance.now();
+    const peer = req.socket.remoteAddress; // gone from the socket once the client has hung up
     const countBody = countBodyBytes(req, res);
     if (!ops) inFlight++;
     let done = false;
@@ -50,7 +51,7 @@ export function createRequestTracker(options: { instance: string; trustList: Blo
       metrics.bytesSent.inc({ kind: metricKind }, bytes);
       metrics.duration.observe({ kind: metricKind }, durationMs / 1000);
       if (ops) return;
-      accessLog.write(buildAccessRecord({ req, path, stream, kind, status, bytes, durationMs, finishedAt: new Date(), recordId: recordIds.next() }, instance, trustList));
+      accessLog.write(buildAccessRecord({ req, peer, path, stream, kind, status, bytes, durationMs, finishedAt: new Date(), recordId: recordIds.next() }, instance, trustList));
     };
     res.once('finish', onDone);
     res.once('close', onDone);
