@@ -11,6 +11,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Variables whose values are credentials (OPS_TOKEN, PLAYBACK_TOKEN_SECRET, *_PASSWORD, *_KEY); *_FILE names a path. */
+const SECRET_NAME = /^(?!.*_FILE$).*(TOKEN|SECRET|PASSWORD|_KEY$)/;
+
 /**
  * Parses `env` with a zod object schema whose keys are environment variable names.
  * Every problem is reported at once, by variable name, so an operator fixes them in one go.
@@ -21,7 +24,8 @@ export function parseEnv<S extends z.ZodObject>(service: string, schema: S, env:
   const problems = result.error.issues.map((issue) => {
     const name = issue.path.join('.') || '(environment)';
     const value = env[name];
-    const shown = value === undefined ? 'unset' : `got ${JSON.stringify(value)}`;
+    // A secret's value never reaches a log or a terminal, not even a wrong one: only its length.
+    const shown = value === undefined ? 'unset' : SECRET_NAME.test(name) ? `got ${value.length} characters` : `got ${JSON.stringify(value)}`;
     return `${name}: ${issue.message} (${shown})`;
   });
   throw new ConfigError(service, problems);

@@ -53,7 +53,7 @@ export const proxyConfigSchema = z.object({
   /** Idle time after which an upstream request is abandoned (0 = never). */
   UPSTREAM_TIMEOUT_MS: env.nonNegativeInt(30_000),
   /** Bearer token of the admin API; the API is disabled when unset. */
-  OPS_TOKEN: env.optionalString(),
+  OPS_TOKEN: z.preprocess(emptyAsUnset, z.string().min(12, 'the ops token must be at least 12 characters (the same rule as monitoring)').optional()),
   INSTANCE: z.preprocess(emptyAsUnset, z.string().max(200).optional()),
   /** When set, /monitor* and /api/* go to this upstream instead of the web pool. */
   MONITORING_URL: backendUrl,

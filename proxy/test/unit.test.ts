@@ -187,8 +187,14 @@ describe('config', () => {
     assert.equal(loadProxyConfig({ FLUENT_HOST: 'fluentd', SPOOL_DIR: '/spool/p' }).records?.spoolDir, '/spool/p');
   });
 
+  test('an ops token, when set, has at least 12 characters (as monitoring requires); empty means unset', () => {
+    assert.throws(() => loadProxyConfig({ OPS_TOKEN: 'short' }), /OPS_TOKEN.*at least 12 characters/s);
+    assert.equal(loadProxyConfig({ OPS_TOKEN: '' }).opsToken, undefined);
+    assert.equal(loadProxyConfig({ OPS_TOKEN: 'long-enough-token' }).opsToken, 'long-enough-token');
+  });
+
   test('parses and normalizes backends', () => {
-    const c = loadProxyConfig({ BACKENDS: 'http://127.0.0.1:3001/, http://127.0.0.1:3002,http://127.0.0.1:3001', PROXY_PORT: '9090', INSTANCE: 'edge-1', OPS_TOKEN: 't', MONITORING_URL: 'http://127.0.0.1:9000' });
+    const c = loadProxyConfig({ BACKENDS: 'http://127.0.0.1:3001/, http://127.0.0.1:3002,http://127.0.0.1:3001', PROXY_PORT: '9090', INSTANCE: 'edge-1', OPS_TOKEN: 'test-ops-token', MONITORING_URL: 'http://127.0.0.1:9000' });
     assert.deepEqual(c.backends, ['http://127.0.0.1:3001', 'http://127.0.0.1:3002']);
     assert.equal(c.port, 9090);
     assert.equal(c.instance, 'edge-1');
