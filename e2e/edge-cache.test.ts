@@ -55,6 +55,28 @@ describe('segment cache at the proxy', () => {
     assert.match(hits, /onair_proxy_segment_cache_requests_total\{[^}]*outcome="fill"[^}]*\} [1-9]/);
   });
 
+  test('50 viewers reloading the playlist at once: one request to the web tier, the current playlist for all', async () => {
+    const playlistPath = '/live/crowd/index.m3u8';
+    const before = webRecords(playlistPath).length;
+    await new Promise((resolve) => setTimeout(resolve, 150)); // whatever the proxy held has expired
+    const answers = await Promise.all(Array.from({ length: 50 }, async () => {
+      const res = await fetch(`${stack.proxyUrl}${playlistPath}`);
+      return { status: res.status, type: res.headers.get('content-type'), cache: res.headers.get('x-cache'), text: await res.text() };
+    }));
+    assert.ok(answers.every((a) => a.status === 200 && a.type === 'application/vnd.apple.mpegurl' && a.text === answers[0]!.text));
+    assert.equal(answers.filter((a) => a.cache === 'MISS').length, 1);
+    await waitFor('the web tier answered', () => webRecords(playlistPath).length > before);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(webRecords(playlistPath).length - before, 1, 'one playlist request reached the web tier');
+    // Held for 100 ms only: a later reload sees the next segment.
+    const first = answers[0]!.text;
+    const next = await waitFor('the playlist to advance through the proxy', async () => {
+      const text = await (await fetch(`${stack.proxyUrl}${playlistPath}`)).text();
+      return text !== first && text;
+    }, 10_000, 100);
+    assert.ok(next.includes('#EXTINF'));
+  });
+
   test('HEAD, If-None-Match and Range are answered correctly', async () => {
     const name = (await waitForSegments(stack, 'crowd', 3)).segments.at(-1)!;
     const url = `${stack.proxyUrl}/live/crowd/${name}`;

@@ -18,6 +18,7 @@ import type { ProxyConfig } from './config.ts';
 import { setForwardedHeaders } from './forwarded-headers.ts';
 import { Forwarder } from './forwarder.ts';
 import { CachedSegments } from './cached-segments.ts';
+import { PlaylistCache } from './playlist-cache.ts';
 import { SegmentCache } from './segment-cache.ts';
 import { createPoolFill } from './segment-fill.ts';
 import { HealthChecker } from './health-checker.ts';
@@ -72,8 +73,11 @@ export function buildProxy(
   const forwarder = new Forwarder({ maxSocketsPerBackend: config.maxSocketsPerBackend, upstreamTimeoutMs: config.upstreamTimeoutMs }, metrics, logger);
   const segmentCache = new SegmentCache(config.segmentCache.maxBytes, config.segmentCache.maxSegmentBytes);
   metrics.observeSegmentCache(() => segmentCache.stats());
+  const playlistCache = new PlaylistCache(config.playlistCacheMs);
+  metrics.observePlaylistCache(() => playlistCache.stats());
   const cachedSegments = new CachedSegments(
     segmentCache,
+    playlistCache,
     createPoolFill({ pool: webPool, agent: forwarder.agent, maxEntryBytes: config.segmentCache.maxSegmentBytes, timeoutMs: config.upstreamTimeoutMs || 30_000, logger }),
   );
   const healthChecker = new HealthChecker(router.pools(), { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs }, logger);
@@ -189,6 +193,7 @@ export function buildProxy(
       await closeHttpServer(server, Math.max(500, config.shutdownTimeoutMs - 1_000));
       forwarder.close();
       segmentCache.clear();
+      playlistCache.clear();
     },
   };
 }

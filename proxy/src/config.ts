@@ -64,6 +64,8 @@ export const proxyConfigSchema = z.object({
   SEGMENT_CACHE_MB: env.nonNegativeInt(256),
   /** A segment larger than this is forwarded, never held. */
   SEGMENT_CACHE_MAX_SEGMENT_MB: env.positiveInt(16),
+  /** How long a playlist answer is held at the proxy (one upstream request per playlist per period); 0 = off. */
+  PLAYLIST_CACHE_MS: z.coerce.number().int().min(0).max(500).default(100),
 
   // --- who may watch (README "Security"): unset/empty lists mean "everyone" / "nobody" ---
   /** Networks allowed to use the proxy (everything but /healthz, /readyz, /metrics); empty = everyone. */
@@ -146,6 +148,7 @@ export interface ProxyConfig {
   shutdownTimeoutMs: number;
   maxSocketsPerBackend: number;
   segmentCache: { maxBytes: number; maxSegmentBytes: number };
+  playlistCacheMs: number;
   /** Access-record shipping over the Fluent forward protocol; null when FLUENT_HOST is unset. */
   records: RecordShippingConfig | null;
   /** Networks allowed in (IPs/CIDRs); empty = everyone. */
@@ -180,6 +183,7 @@ export function loadProxyConfig(environment: NodeJS.ProcessEnv = process.env): P
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxSocketsPerBackend: e.MAX_SOCKETS_PER_BACKEND,
     segmentCache: { maxBytes: e.SEGMENT_CACHE_MB * 1024 * 1024, maxSegmentBytes: e.SEGMENT_CACHE_MAX_SEGMENT_MB * 1024 * 1024 },
+    playlistCacheMs: e.PLAYLIST_CACHE_MS,
     records: recordShippingConfig(e, instance),
     viewerAllowCidrs: e.VIEWER_ALLOW_CIDRS,
     frontProxies: e.FRONT_PROXIES,

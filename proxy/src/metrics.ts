@@ -3,6 +3,7 @@ import { BACKEND_STATES, UPSTREAM_ERROR_KINDS } from './backend.ts';
 import type { BackendPool } from './backend-pool.ts';
 import type { RequestKind } from '../../common/src/access-record.ts';
 import { REFUSAL_REASONS, type Refusal } from './refusals.ts';
+import type { PlaylistCacheStats } from './playlist-cache.ts';
 import type { SegmentCacheStats } from './segment-cache.ts';
 
 /** Live figures the metrics read when scraped. */
@@ -207,6 +208,23 @@ export class ProxyMetrics {
       registers,
       collect() {
         this.set(stats().entries);
+      },
+    });
+  }
+
+  /** The playlist cache's counters, read when scraped. */
+  observePlaylistCache(stats: () => PlaylistCacheStats): void {
+    new Counter({
+      name: 'onair_proxy_playlist_cache_requests_total',
+      help: 'Playlist requests answered at the proxy, by outcome: hit (held), shared (waited for a fill under way), fill (fetched from a backend)',
+      labelNames: ['outcome'] as const,
+      registers: [this.registry],
+      collect() {
+        const s = stats();
+        this.reset();
+        this.inc({ outcome: 'hit' }, s.hits);
+        this.inc({ outcome: 'shared' }, s.sharedFills);
+        this.inc({ outcome: 'fill' }, s.fills);
       },
     });
   }

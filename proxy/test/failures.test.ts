@@ -87,7 +87,8 @@ describe('failures are hidden from viewers', () => {
     const [a, b] = await setUp(2, { HEALTH_INTERVAL_MS: '100' });
     a!.mode = 'destroy';
     b!.mode = 'destroy';
-    const res = await get(`${proxy!.url}/live/demo/index.m3u8`, { 'x-request-id': 'both-fail' });
+    // Relayed requests (media goes through the proxy's caches: tested below and in segment-cache tests).
+    const res = await get(`${proxy!.url}/files/both-fail.bin`, { 'x-request-id': 'both-fail' });
     assert.equal(res.status, 502);
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
     assert.match(res.body, /upstream failed/);
@@ -112,9 +113,9 @@ describe('failures are hidden from viewers', () => {
     const [a, b] = await setUp(2, { HEALTH_INTERVAL_MS: '60000' });
     a!.mode = 'truncate';
     b!.mode = 'truncate';
-    // A relayed response (a playlist; segments go through the segment cache, below).
+    // A relayed response (playlists and segments go through the proxy's caches, below).
     await assert.rejects(async () => {
-      const res = await fetch(`${proxy!.url}/live/demo/t.m3u8`, { signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${proxy!.url}/files/t.bin`, { signal: AbortSignal.timeout(10_000) });
       await res.arrayBuffer();
     }, 'the truncated body is an error for the client, not a hang');
     a!.mode = 'normal';

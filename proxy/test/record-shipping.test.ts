@@ -46,11 +46,13 @@ describe('proxy ships access records to a Fluent receiver', () => {
     for (let i = 0; i < 3; i++) assert.equal((await get(`${proxy!.url}/live/demo/r1-${i}.m4s?${query}`)).status, 200);
     assert.equal((await get(`${proxy!.url}/live/demo/index.m3u8`, { 'CMCD-Session': 'sid="hdr-7"' })).status, 200);
     assert.equal((await get(`${proxy!.url}/live/demo/index.m3u8`)).status, 200);
-    // Segments reach the backend through the segment cache, one shared fill per segment name: without
-    // the viewer's query (the cache key is the path). Playlists are relayed with it.
+    // Segments and playlists reach the backend through the proxy's caches, one shared fill per path:
+    // without the viewer's query (the cache key is the path). Other requests are relayed with it.
     assert.deepEqual(backend.hits.slice(hitsBefore, hitsBefore + 3), [0, 1, 2].map((i) => `/live/demo/r1-${i}.m4s`), 'segments: filled by path');
+    assert.ok(backend.hits.slice(hitsBefore).every((hit) => !hit.startsWith('/live/demo/index.m3u8?')), 'playlists: filled by path');
     assert.equal((await get(`${proxy!.url}/live/demo/index.m3u8?${query}`)).status, 200);
-    assert.equal(backend.hits.at(-1), `/live/demo/index.m3u8?${query}`, 'playlists: the backend sees the query string');
+    assert.equal((await get(`${proxy!.url}/watch/demo?${query}`)).status, 200);
+    assert.equal(backend.hits.at(-1), `/watch/demo?${query}`, 'relayed requests: the backend sees the query string');
 
     const records = await waitFor('6 proxy records at the receiver', async () => {
       const found = (await receiver.entries()).map((e) => e.record as unknown as ProxyAccessRecord).filter((r) => r.instance === 'proxy-ship' && r.path.startsWith('/live/demo/'));
@@ -62,7 +64,7 @@ describe('proxy ships access records to a Fluent receiver', () => {
     assert.deepEqual(records.filter((r) => r.kind === 'playlist').map((r) => r.session_id).sort(), ['hdr-7', null, sid].sort());
     for (const record of records) {
       assert.equal(record.tier, 'proxy');
-      assert.equal(record.backend, backend.url);
+      assert.ok(record.backend === backend.url || record.backend === 'cache', `backend ${record.backend}: the replica, or the proxy's cache`);
       assert.match(record.record_id, /^proxy-ship-[0-9a-f]{12}-\d+$/);
       assert.ok(record.request_id);
     }

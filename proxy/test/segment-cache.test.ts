@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { PlaylistCache } from '../src/playlist-cache.ts';
 import { isCacheableSegmentResponse, replayedHeaders, SegmentCache, type CachedSegment, type FillWait } from '../src/segment-cache.ts';
 
 const segment = (bytes: number, cacheable = true): CachedSegment => ({ status: cacheable ? 200 : 404, headers: { 'content-type': 'video/mp4' }, body: Buffer.alloc(bytes, 1), filledFrom: 'http://web-1', cacheable });
@@ -67,5 +68,32 @@ describe('segment cache', () => {
   it('replays the content headers, not hop-by-hop or per-response ones', () => {
     const headers = replayedHeaders({ 'content-type': 'video/mp4', 'cache-control': 'immutable', etag: '"x"', connection: 'keep-alive', 'keep-alive': 'timeout=5', date: 'now', 'x-request-id': 'r1', 'content-length': '10' }, 10);
     assert.deepEqual(headers, { 'content-length': '10', 'content-type': 'video/mp4', 'cache-control': 'immutable', etag: '"x"' });
+  });
+});
+
+describe('playlist cache', () => {
+  it('holds a 200 or 404 answer for its TTL, shares one fill, and holds nothing else', async () => {
+    let now = 1_000;
+    const cache = new PlaylistCache(100, () => now);
+    let fills = 0;
+    const answer = (status: number): CachedSegment => ({ status, headers: {}, body: Buffer.from('#EXTM3U\n'), filledFrom: 'http://web-1', cacheable: false });
+    const fill = async (): Promise<CachedSegment> => ((fills += 1), answer(200));
+    const first = cache.lookup('/live/a/index.m3u8', fill) as FillWait;
+    const second = cache.lookup('/live/a/index.m3u8', fill) as FillWait;
+    assert.equal(second.shared, true);
+    await first.pending;
+    assert.ok(isHit(cache.lookup('/live/a/index.m3u8', fill)), 'held within the TTL');
+    now += 99;
+    assert.ok(isHit(cache.lookup('/live/a/index.m3u8', fill)));
+    now += 2;
+    assert.ok(!isHit(cache.lookup('/live/a/index.m3u8', fill)), 'expired after 100 ms');
+    await Promise.resolve();
+    assert.equal(fills, 2);
+
+    await settled(cache.lookup('/live/b/index.m3u8', async () => answer(404)));
+    assert.ok(isHit(cache.lookup('/live/b/index.m3u8', fill)), 'a 404 (broadcast not started) is held too');
+    await settled(cache.lookup('/live/c/index.m3u8', async () => answer(503)));
+    assert.ok(!isHit(cache.lookup('/live/c/index.m3u8', fill)), 'a 503 is not');
+    assert.equal(new PlaylistCache(0).enabled, false, '0 turns it off');
   });
 });

@@ -51,7 +51,7 @@ describe('HTTPS', { skip }, () => {
       socket.on('error', () => {});
     });
     proxy = await startProxy(
-      { BACKENDS: web.url, MONITORING_URL: monitoring.url, OPS_TOKEN: 'tls-ops', TLS_CERT_FILE: cert, TLS_KEY_FILE: key, PLAYBACK_TOKEN_SECRET: SECRET },
+      { BACKENDS: web.url, MONITORING_URL: monitoring.url, OPS_TOKEN: 'tls-ops-token-1', TLS_CERT_FILE: cert, TLS_KEY_FILE: key, PLAYBACK_TOKEN_SECRET: SECRET },
       'proxy-tls',
       async (healthz) => (await httpsGet(healthz, ca)).status === 200,
     );
