@@ -42,6 +42,9 @@ export interface ProxyApp {
   stop(): Promise<void>;
 }
 
+/** How often held segments nobody asks for any more are dropped. */
+const CACHE_SWEEP_INTERVAL_MS = 10_000;
+
 /** Wires the proxy together; nothing runs until start(). */
 export function buildProxy(
   config: ProxyConfig,
@@ -73,6 +76,7 @@ export function buildProxy(
   const forwarder = new Forwarder({ maxSocketsPerBackend: config.maxSocketsPerBackend, upstreamTimeoutMs: config.upstreamTimeoutMs }, metrics, logger);
   const segmentCache = new SegmentCache(config.segmentCache.maxBytes, config.segmentCache.maxSegmentBytes);
   metrics.observeSegmentCache(() => segmentCache.stats());
+  let cacheSweep: NodeJS.Timeout | null = null;
   const playlistCache = new PlaylistCache(config.playlistCacheMs);
   metrics.observePlaylistCache(() => playlistCache.stats());
   const cachedSegments = new CachedSegments(
@@ -181,6 +185,8 @@ export function buildProxy(
       if (fileWatcher) await fileWatcher.start();
       healthChecker.start();
       limits.start();
+      cacheSweep = setInterval(() => segmentCache.sweep(), CACHE_SWEEP_INTERVAL_MS);
+      cacheSweep.unref();
       return listen(server, config.port, config.host);
     },
     async stop() {
@@ -188,6 +194,7 @@ export function buildProxy(
       healthChecker.stop();
       fileWatcher?.stop();
       limits.stop();
+      if (cacheSweep !== null) clearInterval(cacheSweep);
       forwarder.closeUpgraded();
       // Leave a second of the shutdown budget for closing sockets and flushing logs.
       await closeHttpServer(server, Math.max(500, config.shutdownTimeoutMs - 1_000));

@@ -187,11 +187,14 @@ export class ProxyMetrics {
     });
     new Counter({
       name: 'onair_proxy_segment_cache_evictions_total',
-      help: 'Segments dropped to stay within SEGMENT_CACHE_MB',
+      help: 'Segments dropped: size (to stay within SEGMENT_CACHE_MB) or idle (nobody asked for them for 2 minutes)',
+      labelNames: ['reason'] as const,
       registers,
       collect() {
+        const s = stats();
         this.reset();
-        this.inc(stats().evictions);
+        this.inc({ reason: 'size' }, s.evictions);
+        this.inc({ reason: 'idle' }, s.idleEvictions);
       },
     });
     new Gauge({

@@ -14,6 +14,7 @@
  *   error handling.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
+import { performance } from 'node:perf_hooks';
 
 /** The access record's `backend` for an answer from the cache. */
 export const SEGMENT_CACHE_BACKEND = 'cache';
@@ -45,7 +46,10 @@ export interface SegmentCacheStats {
   fills: number;
   /** Fills that ended without a segment to hold (error, not 200, not immutable, too big). */
   uncacheable: number;
+  /** Dropped to stay within the size limit. */
   evictions: number;
+  /** Dropped by sweep() after nobody asked for them for a while. */
+  idleEvictions: number;
   entries: number;
   bytes: number;
 }
@@ -53,13 +57,18 @@ export interface SegmentCacheStats {
 export class SegmentCache {
   /** Map order is recency order: a hit moves its entry to the end; eviction takes from the front. */
   private readonly entries = new Map<string, CachedSegment>();
+  /** When each held segment was last asked for (same keys as `entries`). */
+  private readonly lastUsed = new Map<string, number>();
   private readonly filling = new Map<string, Promise<CachedSegment | null>>();
   private bytes = 0;
-  private readonly counts = { hits: 0, sharedFills: 0, fills: 0, uncacheable: 0, evictions: 0 };
+  private readonly counts = { hits: 0, sharedFills: 0, fills: 0, uncacheable: 0, evictions: 0, idleEvictions: 0 };
 
   constructor(
     private readonly maxBytes: number,
     private readonly maxEntryBytes: number,
+    /** A segment nobody asked for this long is dropped by sweep(): live segments are wanted for a minute, then never again. */
+    private readonly idleMs = 120_000,
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   get enabled(): boolean {
@@ -75,6 +84,7 @@ export class SegmentCache {
     if (hit !== undefined) {
       this.entries.delete(path);
       this.entries.set(path, hit);
+      this.lastUsed.set(path, this.now());
       this.counts.hits++;
       return hit;
     }
@@ -107,21 +117,36 @@ export class SegmentCache {
 
   clear(): void {
     this.entries.clear();
+    this.lastUsed.clear();
     this.bytes = 0;
+  }
+
+  /** Drops segments idle for `idleMs` (run periodically): memory follows what is being watched. */
+  sweep(): void {
+    const cutoff = this.now() - this.idleMs;
+    // Recency order: the least recently used come first, so the scan stops at the first fresh one.
+    for (const [path, entry] of this.entries) {
+      if ((this.lastUsed.get(path) ?? 0) > cutoff) break;
+      this.drop(path, entry);
+      this.counts.idleEvictions++;
+    }
+  }
+
+  private drop(path: string, entry: CachedSegment): void {
+    this.entries.delete(path);
+    this.lastUsed.delete(path);
+    this.bytes -= entry.body.length;
   }
 
   private store(path: string, segment: CachedSegment): void {
     const previous = this.entries.get(path);
-    if (previous !== undefined) {
-      this.bytes -= previous.body.length;
-      this.entries.delete(path);
-    }
+    if (previous !== undefined) this.drop(path, previous);
     this.entries.set(path, segment);
+    this.lastUsed.set(path, this.now());
     this.bytes += segment.body.length;
     for (const [oldest, entry] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(oldest);
-      this.bytes -= entry.body.length;
+      this.drop(oldest, entry);
       this.counts.evictions++;
     }
   }

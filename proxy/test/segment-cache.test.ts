@@ -25,7 +25,7 @@ describe('segment cache', () => {
     assert.equal(a, b);
     assert.equal(fills, 1);
     assert.ok(isHit(cache.lookup('/live/a/s-1.m4s', fill)), 'then a hit, answered synchronously');
-    assert.deepEqual(cache.stats(), { hits: 1, sharedFills: 1, fills: 1, uncacheable: 0, evictions: 0, entries: 1, bytes: 1000 });
+    assert.deepEqual(cache.stats(), { hits: 1, sharedFills: 1, fills: 1, uncacheable: 0, evictions: 0, idleEvictions: 0, entries: 1, bytes: 1000 });
   });
 
   it('evicts the least recently used segments beyond its size', async () => {
@@ -39,6 +39,20 @@ describe('segment cache', () => {
     assert.ok(isHit(cache.lookup('/s-1', async () => null)), 's-1 stayed');
     assert.ok(cache.stats().bytes <= 3000);
     assert.equal(cache.stats().evictions, 2);
+  });
+
+  it('drops segments nobody asked for during the idle time, keeps the ones being watched', async () => {
+    let now = 0;
+    const cache = new SegmentCache(1_000_000, 10_000, 60_000, () => now);
+    for (const n of [1, 2, 3]) await settled(cache.lookup(`/s-${n}`, async () => segment(100)));
+    now = 50_000;
+    assert.ok(isHit(cache.lookup('/s-3', async () => segment(100))), 's-3 is still watched');
+    now = 70_000;
+    cache.sweep();
+    assert.equal(cache.stats().entries, 1);
+    assert.equal(cache.stats().bytes, 100);
+    assert.equal(cache.stats().idleEvictions, 2);
+    assert.ok(isHit(cache.lookup('/s-3', async () => segment(100))));
   });
 
   it('holds nothing it must not: an uncacheable answer reaches only those who waited; a failed fill resolves null; the next request tries again', async () => {
