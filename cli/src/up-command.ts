@@ -20,6 +20,9 @@ import { signPlaybackToken } from '../../common/src/playback-token.ts';
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DEMO_STREAM = 'demo';
 
+/** Local mode's archive cap when ARCHIVE_MAX_GB / ARCHIVE_MAX_AGE_HOURS are unset (the demo records forever). */
+const LOCAL_ARCHIVE_MAX_GB = 5;
+
 /** How long the demo link printed with playback tokens on stays valid. */
 const DEMO_TOKEN_TTL_S = 12 * 3600;
 
@@ -99,7 +102,10 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
     FLUENT_RECEIVER_PORT: String(fluentPort),
     PROXY_URL: `http://127.0.0.1:${proxyPort}`,
   });
-  const ingest = node('ingest', 'ingest', { RTMP_PORT: String(rtmpPort), CONTROL_PORT: String(controlPort) });
+  // The demo broadcasts as long as onair runs and every broadcast is recorded: cap the local archive
+  // unless the operator chose a retention.
+  const localRetention: Record<string, string> = env.ARCHIVE_MAX_GB || env.ARCHIVE_MAX_AGE_HOURS ? {} : { ARCHIVE_MAX_GB: String(LOCAL_ARCHIVE_MAX_GB) };
+  const ingest = node('ingest', 'ingest', { RTMP_PORT: String(rtmpPort), CONTROL_PORT: String(controlPort), ...localRetention });
   const webs = webPorts.map((port, i) => node(`web-${i + 1}`, 'web', { WEB_PORT: String(port), INSTANCE: `web-${i + 1}`, ...shipping }));
   const proxy = node('proxy', 'proxy', {
     PROXY_PORT: String(proxyPort),

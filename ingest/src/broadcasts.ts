@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ingestWorkDir, streamDir } from '../../common/src/media-layout.ts';
+import { SessionArchive } from './archive/session-archive.ts';
 import type { LiveStream } from '../../common/src/live-state.ts';
 import type { Logger } from '../../common/src/logger.ts';
 import type { IngestConfig } from './config.ts';
@@ -42,6 +43,8 @@ interface Broadcast {
   ended: Promise<void> | null;
   publishers: number;
   lastPublisherAddress: string;
+  /** The broadcast's recording (null with ARCHIVE=false or when it could not be set up). */
+  archive: SessionArchive | null;
 }
 
 export interface BroadcastStatus extends LiveStream {
@@ -49,6 +52,12 @@ export interface BroadcastStatus extends LiveStream {
   muxer: { run: string; pid: number | null } | null;
   restarts: number;
   playlist: { mediaSequence: number; discontinuitySequence: number; targetDuration: number | null; segments: number; segmentsPublished: number; lastSegmentAt: string | null } | null;
+}
+
+/** `20261122-041200-a1b2c3`: start time in UTC (sorts by time) and a random tail (isSessionId). */
+export function newSessionId(at: Date): string {
+  const stamp = at.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${stamp}-${randomBytes(3).toString('hex')}`;
 }
 
 function newRunId(): string {
@@ -96,13 +105,15 @@ export class BroadcastManager {
       this.log.info({ stream, client: publisher.clientAddress }, 'publisher reconnected, continuing the playlist');
     } else {
       const previousEnding = existing?.ended ?? Promise.resolve();
+      const since = new Date();
+      const archive = this.createArchive(stream, since);
       broadcast = {
         stream,
         state: 'live',
-        since: new Date(),
+        since,
         publisher: null,
         // A broadcast that is still ending writes its ENDLIST first; then ours continues the numbering.
-        playlist: previousEnding.then(() => this.openPlaylist(stream)),
+        playlist: previousEnding.then(() => this.openPlaylist(stream, archive)),
         run: null,
         detachTap: null,
         previousRunDone: Promise.resolve(),
@@ -113,6 +124,7 @@ export class BroadcastManager {
         ended: null,
         publishers: 0,
         lastPublisherAddress: publisher.clientAddress,
+        archive,
       };
       this.broadcasts.set(stream, broadcast);
       this.log.info({ stream, client: publisher.clientAddress }, 'broadcast started');
@@ -162,6 +174,7 @@ export class BroadcastManager {
       endings.push(this.endBroadcast(broadcast));
     }
     await Promise.all(endings);
+    await Promise.all(this.archiveEndings);
   }
 
   status(): BroadcastStatus[] {
@@ -189,9 +202,46 @@ export class BroadcastManager {
     return out.sort((a, b) => a.stream.localeCompare(b.stream));
   }
 
-  private openPlaylist(stream: string): Promise<StreamPlaylist> {
+  /** Recordings still being closed (end() never rejects); shutdown waits for them. */
+  private readonly archiveEndings = new Set<Promise<void>>();
+
+  private trackArchiveEnding(ending: Promise<void>): void {
+    this.archiveEndings.add(ending);
+    void ending.finally(() => this.archiveEndings.delete(ending));
+  }
+
+  /** Sessions being recorded now (retention never deletes them). */
+  recordingSessions(): Set<string> {
+    const out = new Set<string>();
+    for (const b of this.broadcasts.values()) if (b.archive) out.add(`${b.stream}/${b.archive.session}`);
+    return out;
+  }
+
+  private createArchive(stream: string, since: Date): SessionArchive | null {
+    if (!this.config.ARCHIVE) return null;
+    try {
+      return new SessionArchive({
+        mediaDir: this.config.MEDIA_DIR,
+        stream,
+        session: newSessionId(since),
+        startedAt: since,
+        ffmpegPath: this.config.FFMPEG_PATH,
+        logger: this.rootLog,
+        onError: (op) => this.metrics.archiveErrors.inc({ op }),
+        onSegmentArchived: () => this.metrics.archiveSegments.inc(),
+      });
+    } catch (err) {
+      // Recording is a side job: a broadcast goes on air without it.
+      this.log.error({ err, stream }, 'cannot record this broadcast');
+      this.metrics.archiveErrors.inc({ op: 'dir' });
+      return null;
+    }
+  }
+
+  private openPlaylist(stream: string, archive: SessionArchive | null): Promise<StreamPlaylist> {
     return StreamPlaylist.open({
       stream,
+      archive,
       dir: streamDir(this.config.MEDIA_DIR, stream),
       windowSegments: this.config.HLS_WINDOW_SEGMENTS,
       deleteGraceSegments: this.config.HLS_DELETE_GRACE_SEGMENTS,
@@ -307,9 +357,12 @@ export class BroadcastManager {
       } catch (err) {
         this.log.error({ err, stream: broadcast.stream }, 'could not end the playlist');
       }
+      // After the live ENDLIST (viewers first), and not awaited: a next broadcast on this stream
+      // waits for `ended`, and must not wait for the recording (its thumbnail, a slow disk).
+      if (broadcast.archive) this.trackArchiveEnding(broadcast.archive.end());
       if (this.broadcasts.get(broadcast.stream) === broadcast) this.broadcasts.delete(broadcast.stream);
       this.playlists.delete(broadcast);
-      this.log.info({ stream: broadcast.stream, durationSeconds: Math.round((Date.now() - broadcast.since.getTime()) / 1000), publishers: broadcast.publishers }, 'broadcast ended');
+      this.log.info({ stream: broadcast.stream, session: broadcast.archive?.session, durationSeconds: Math.round((Date.now() - broadcast.since.getTime()) / 1000), publishers: broadcast.publishers }, 'broadcast ended');
       this.changed();
     })();
     this.changed();

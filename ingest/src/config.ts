@@ -25,6 +25,14 @@ export const ingestConfigSchema = z.object({
   RTMP_MAX_CONNECTIONS: env.positiveInt(64),
   MUXER_MAX_BACKOFF_MS: env.positiveInt(5000),
   LIVE_STATE_HEARTBEAT_MS: z.coerce.number().int().min(200).default(2000),
+  /** Record every broadcast under MEDIA_DIR/archive/<stream>/<session>/ (README "Recordings"). */
+  ARCHIVE: env.bool(true),
+  /** Recordings that ended longer ago than this are deleted; 0 = kept forever. */
+  ARCHIVE_MAX_AGE_HOURS: z.coerce.number().min(0).default(0),
+  /** Oldest ended recordings are deleted while the archive is larger than this; 0 = no cap. */
+  ARCHIVE_MAX_GB: z.coerce.number().min(0).default(0),
+  /** How often retention runs (and once at start). */
+  ARCHIVE_RETENTION_INTERVAL_MS: z.coerce.number().int().min(1000).default(600_000),
   INSTANCE: z.string().min(1).default(`ingest-${os.hostname()}`),
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(15_000),

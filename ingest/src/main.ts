@@ -7,6 +7,7 @@ import { closeHttpServer, listen, loadConfigOrExit, runUntilSignal } from '../..
 import { createLogger, flushLogger } from '../../common/src/logger.ts';
 import { ingestStateFile, liveRoot } from '../../common/src/media-layout.ts';
 import { createMetricsRegistry } from '../../common/src/ops-endpoints.ts';
+import { applyRetention, endAbandonedArchives } from './archive/archive-maintenance.ts';
 import { BroadcastManager } from './broadcasts.ts';
 import { loadIngestConfig } from './config.ts';
 import { createControlServer } from './control-server.ts';
@@ -84,12 +85,42 @@ async function checkFfmpeg(): Promise<string> {
   }
 }
 
+let retentionTimer: NodeJS.Timeout | null = null;
+let retentionRunning = false;
+
+/** Background retention pass; never overlaps itself, never fails the service. */
+function runRetention(): void {
+  if (retentionRunning || stopping) return;
+  retentionRunning = true;
+  applyRetention({
+    mediaDir: config.MEDIA_DIR,
+    maxAgeHours: config.ARCHIVE_MAX_AGE_HOURS,
+    maxBytes: config.ARCHIVE_MAX_GB * 1024 ** 3,
+    recording: () => broadcasts.recordingSessions(),
+    logger,
+    onDeleted: (reason) => metrics.archiveSessionsDeleted.inc({ reason }),
+  })
+    .catch((err: unknown) => {
+      logger.error({ err }, 'archive retention failed');
+      metrics.archiveErrors.inc({ op: 'retention' });
+    })
+    .finally(() => {
+      retentionRunning = false;
+    });
+}
+
 async function start(): Promise<void> {
   const ffmpegVersion = await checkFfmpeg();
   await mkdir(liveRoot(config.MEDIA_DIR), { recursive: true });
   // Work folders of runs that a crash interrupted hold nothing a viewer can use.
   await rm(path.join(config.MEDIA_DIR, 'ingest', 'work'), { recursive: true, force: true });
   await endAbandonedPlaylists(liveRoot(config.MEDIA_DIR), logger);
+  await endAbandonedArchives(config.MEDIA_DIR, logger).catch((err: unknown) => logger.error({ err }, 'could not check the archive for open recordings'));
+  if (config.ARCHIVE_MAX_AGE_HOURS > 0 || config.ARCHIVE_MAX_GB > 0) {
+    runRetention();
+    retentionTimer = setInterval(runRetention, config.ARCHIVE_RETENTION_INTERVAL_MS);
+    retentionTimer.unref();
+  }
   await keys.start();
   await liveState!.start();
   const controlPort = await listen(control, config.CONTROL_PORT, config.CONTROL_HOST);
@@ -103,6 +134,7 @@ runUntilSignal({
   shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   stop: async () => {
     stopping = true;
+    if (retentionTimer) clearInterval(retentionTimer);
     rtmp.stopAccepting();
     rtmpListening = false;
     await broadcasts.endAll();

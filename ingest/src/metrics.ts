@@ -30,6 +30,9 @@ export function createIngestMetrics(registry: Registry, sources?: IngestMetricSo
       },
     }),
     mediaWriteErrors: new Counter({ name: 'onair_ingest_media_write_errors_total', help: 'Media files that could not be written (file: segment, init, playlist, muxer-playlist, live-state)', labelNames: ['stream', 'file'], registers: [registry] }),
+    archiveSegments: new Counter({ name: 'onair_ingest_archive_segments_total', help: 'Segments added to broadcast recordings', registers: [registry] }),
+    archiveErrors: new Counter({ name: 'onair_ingest_archive_errors_total', help: 'Recording writes that failed (the live stream is not affected), by operation', labelNames: ['op'], registers: [registry] }),
+    archiveSessionsDeleted: new Counter({ name: 'onair_ingest_archive_sessions_deleted_total', help: 'Recordings deleted by retention, by reason', labelNames: ['reason'], registers: [registry] }),
     mediaDiskFull: new Gauge({ name: 'onair_ingest_media_disk_full', help: '1 while writes to MEDIA_DIR fail for lack of space', registers: [registry] }),
     mediaFreeBytes: new Gauge({
       name: 'onair_ingest_media_free_bytes',

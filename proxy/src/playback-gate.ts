@@ -3,10 +3,14 @@ import { isStreamName, STREAM_NAME_PATTERN } from '../../common/src/stream-name.
 
 export const PLAYBACK_COOKIE = 'onair_playback';
 const LIVE_PREFIX = '/live/';
+/** Recordings (MEDIA_DIR/archive/<stream>/<session>/…): protected like the live stream they come from. */
+const ARCHIVE_PREFIX = '/archive/';
 const WATCH_PATH = new RegExp(`^/watch/(${STREAM_NAME_PATTERN.source.slice(1, -1)})/?$`);
+/** A stream's recordings page and a recording's player page. */
+const VOD_PATH = new RegExp(`^/vod/(${STREAM_NAME_PATTERN.source.slice(1, -1)})(?:/[^/]+)?/?$`);
 
 export type PlaybackDecision =
-  | { ok: true; stream: string | null; setCookie: string | null }
+  | { ok: true; stream: string | null; setCookie: string[] | null }
   | { ok: false; reason: 'token-missing' | 'token-invalid' | 'token-expired' };
 
 const MAX_COOKIES_CHECKED = 4;
@@ -33,14 +37,20 @@ export class PlaybackGate {
   check(path: string, url: string, cookieHeader: string | undefined, secure: boolean, nowSeconds: number): PlaybackDecision {
     let stream: string;
     let fromPage = false;
-    if (path.startsWith(LIVE_PREFIX)) {
-      const end = path.indexOf('/', LIVE_PREFIX.length);
-      stream = path.slice(LIVE_PREFIX.length, end === -1 ? path.length : end);
+    if (path.startsWith(LIVE_PREFIX) || path.startsWith(ARCHIVE_PREFIX)) {
+      const prefix = path.startsWith(LIVE_PREFIX) ? LIVE_PREFIX.length : ARCHIVE_PREFIX.length;
+      const end = path.indexOf('/', prefix);
+      stream = path.slice(prefix, end === -1 ? path.length : end);
     } else if (path.startsWith('/watch/')) {
       const match = WATCH_PATH.exec(path);
       if (match === null) return OPEN; // not a player page: web answers 404
       stream = match[1]!;
       fromPage = true;
+    } else if (path.startsWith('/vod/')) {
+      // Recording pages: reached from the watch page's links, which carry no token: the cookie counts.
+      const match = VOD_PATH.exec(path);
+      if (match === null) return OPEN;
+      stream = match[1]!;
     } else {
       return OPEN;
     }
@@ -70,8 +80,10 @@ export class PlaybackGate {
   }
 }
 
-function cookie(stream: string, token: string, maxAge: number, secure: boolean): string {
-  return `${PLAYBACK_COOKIE}=${token}; Max-Age=${Math.max(1, maxAge)}; Path=/live/${stream}/; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+/** A cookie for the live stream's files, its recordings' files and its recording pages (a browser sends each only under its path). */
+function cookie(stream: string, token: string, maxAge: number, secure: boolean): string[] {
+  const one = (path: string): string => `${PLAYBACK_COOKIE}=${token}; Max-Age=${Math.max(1, maxAge)}; Path=${path}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+  return [one(`/live/${stream}/`), one(`/archive/${stream}/`), one(`/vod/${stream}`)];
 }
 
 /** The raw value of `name` in the query that starts after `q` (tokens never need decoding). */

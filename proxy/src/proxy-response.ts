@@ -37,7 +37,7 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> {
   /** Why the proxy refused this request (refusals.ts); null when it did not. Goes into the access record. */
   refusal: string | null = null;
   /** A Set-Cookie the proxy adds to the relayed response (the playback-token cookie). */
-  setCookie: string | null = null;
+  setCookie: string[] | null = null;
 
   /** Starts tracking: `observer.responseClosed(this)` runs once when the response is over. */
   track(observer: ResponseObserver, path: string, clientIp: string, requestId: string, startedAt: number): void {

@@ -106,7 +106,7 @@ describe('playback gate', () => {
   test('/live/ needs a token from the query or the cookie; other paths are open', () => {
     assert.deepEqual(gate.check('/live/demo/index.m3u8', '/live/demo/index.m3u8', undefined, false, NOW), { ok: false, reason: 'token-missing' });
     const viaQuery = gate.check('/live/demo/index.m3u8', `/live/demo/index.m3u8?CMCD=sid%3D%22x%22&token=${token}`, undefined, false, NOW);
-    assert.deepEqual(viaQuery, { ok: true, stream: 'demo', setCookie: `onair_playback=${token}; Max-Age=600; Path=/live/demo/; HttpOnly; SameSite=Strict` });
+    assert.deepEqual(viaQuery, { ok: true, stream: 'demo', setCookie: [`onair_playback=${token}; Max-Age=600; Path=/live/demo/; HttpOnly; SameSite=Strict`, `onair_playback=${token}; Max-Age=600; Path=/archive/demo/; HttpOnly; SameSite=Strict`, `onair_playback=${token}; Max-Age=600; Path=/vod/demo; HttpOnly; SameSite=Strict`] });
     const viaCookie = gate.check('/live/demo/r1-7.m4s', '/live/demo/r1-7.m4s', `theme=dark; onair_playback=${token}`, false, NOW);
     assert.deepEqual(viaCookie, { ok: true, stream: 'demo', setCookie: null });
     assert.deepEqual(gate.check('/live/other/index.m3u8', `/live/other/index.m3u8?token=${token}`, undefined, false, NOW), { ok: false, reason: 'token-invalid' });
@@ -122,8 +122,22 @@ describe('playback gate', () => {
   test('/watch/<stream> needs a query token (cookies are scoped to /live/) and sets the cookie, Secure over HTTPS', () => {
     assert.deepEqual(gate.check('/watch/demo', '/watch/demo', `onair_playback=${token}`, false, NOW), { ok: false, reason: 'token-missing' });
     const page = gate.check('/watch/demo', `/watch/demo?token=${token}`, undefined, true, NOW + 100);
-    assert.deepEqual(page, { ok: true, stream: 'demo', setCookie: `onair_playback=${token}; Max-Age=500; Path=/live/demo/; HttpOnly; SameSite=Strict; Secure` });
+    assert.deepEqual(page, { ok: true, stream: 'demo', setCookie: [`onair_playback=${token}; Max-Age=500; Path=/live/demo/; HttpOnly; SameSite=Strict; Secure`, `onair_playback=${token}; Max-Age=500; Path=/archive/demo/; HttpOnly; SameSite=Strict; Secure`, `onair_playback=${token}; Max-Age=500; Path=/vod/demo; HttpOnly; SameSite=Strict; Secure`] });
     assert.deepEqual(gate.check('/watch/other', `/watch/other?token=${token}`, undefined, false, NOW), { ok: false, reason: 'token-invalid' });
+  });
+
+  test('recordings are protected like the live stream: /archive/<stream>/ files and /vod/<stream> pages', () => {
+    const session = '20261122-040000-abcdef';
+    assert.deepEqual(gate.check(`/archive/demo/${session}/index.m3u8`, `/archive/demo/${session}/index.m3u8`, undefined, false, NOW), { ok: false, reason: 'token-missing' });
+    assert.deepEqual(gate.check(`/archive/demo/${session}/r-1.m4s`, `/archive/demo/${session}/r-1.m4s`, `onair_playback=${token}`, false, NOW), { ok: true, stream: 'demo', setCookie: null });
+    assert.deepEqual(gate.check(`/archive/other/${session}/index.m3u8`, `/archive/other/${session}/index.m3u8`, `onair_playback=${token}`, false, NOW), { ok: false, reason: 'token-invalid' });
+    for (const page of ['/vod/demo', `/vod/demo/${session}`]) {
+      assert.deepEqual(gate.check(page, page, undefined, false, NOW), { ok: false, reason: 'token-missing' }, page);
+      const allowed = gate.check(page, `${page}?token=${token}`, undefined, false, NOW);
+      assert.ok(allowed.ok && allowed.setCookie?.some((c) => c.includes('Path=/archive/demo/')), `${page}: the cookie reaches the recordings`);
+      assert.deepEqual(gate.check(page, page, `onair_playback=${token}`, false, NOW), { ok: true, stream: 'demo', setCookie: null }, `${page}: from the watch page's link, the cookie`);
+    }
+    assert.deepEqual(gate.check('/vod.json', '/vod.json', undefined, false, NOW), { ok: true, stream: null, setCookie: null }, 'the listing, like /streams.json, is open');
   });
 
   test('a stale query token does not hide a valid cookie', () => {

@@ -1,6 +1,9 @@
 // onair player page. hls.js first: Debian's Chromium answers "maybe" to native HLS yet cannot play
 // it, so native HLS is only the fallback for browsers without Media Source Extensions (iPhone Safari).
 // States shown to the viewer: connecting, waiting, live, reconnecting, ended, denied (and unsupported).
+// On a recording's page (data-mode="vod", /vod/<stream>/<session>) it plays the recording's playlist
+// from the start: playing instead of live, ended at its end, missing when it does not exist. A
+// recording still being made is an EVENT playlist that grows: watching it is "from the start" (DVR).
 
 const Hls = window.Hls;
 const root = document.getElementById('player');
@@ -13,6 +16,9 @@ const latencyLabel = document.getElementById('latency');
 const metaLabel = document.getElementById('meta');
 const unmuteButton = document.getElementById('unmute');
 const playButton = document.getElementById('play');
+const fromStartLink = document.getElementById('from-start');
+const vod = root.dataset.mode === 'vod';
+const PLAYING = vod ? 'playing' : 'live';
 
 const POLL_MS = 2000; // /streams.json: to start, to notice the broadcast leaving, to come back after "ended"
 const STALL_MS = 3000; // no playback progress for this long while playing counts as a stall
@@ -24,14 +30,25 @@ const SESSION_ID = newSessionId();
 // Low latency without LL-HLS: ~2 target durations behind live, catch up at up to 1.5x speed.
 // CMCD (query mode, the default): every playlist and segment request carries `CMCD=…sid="…"`, which
 // web and proxy log as session_id, so viewers sharing one NAT address are told apart.
-const HLS_CONFIG = {
+const LIVE_CONFIG = {
   liveSyncDurationCount: 2,
   liveMaxLatencyDurationCount: 5,
   maxLiveSyncPlaybackRate: 1.5,
+};
+// A recording starts at its beginning and never jumps to the live edge by itself, even while it grows.
+const VOD_CONFIG = {
+  startPosition: 0,
+  liveSyncDurationCount: 3,
+  liveMaxLatencyDurationCount: Infinity,
+  maxLiveSyncPlaybackRate: 1,
+};
+const HLS_CONFIG = {
+  ...(vod ? VOD_CONFIG : LIVE_CONFIG),
   enableWorker: true,
   lowLatencyMode: false,
   cmcd: { sessionId: SESSION_ID, contentId: stream },
 };
+const VOD_CHECK_MS = 15000; // watch page: how often to look for the live broadcast's recording
 const WORDS = {
   connecting: 'connecting…',
   waiting: 'waiting for the broadcast to start',
@@ -40,7 +57,10 @@ const WORDS = {
   ended: 'the broadcast has ended',
   unsupported: 'this browser cannot play live video',
   denied: 'access denied: this link has expired or is not valid from here',
+  playing: 'playing the recording',
+  missing: 'this recording does not exist (any more)',
 };
+if (vod) WORDS.ended = 'end of the recording';
 
 const engine = Hls && Hls.isSupported() ? 'hls.js' : video.canPlayType('application/vnd.apple.mpegurl') ? 'native' : null;
 
@@ -55,6 +75,7 @@ let progress = { time: -1, at: performance.now() };
 let retryTimer = 0;
 let retryDelay = 1000;
 let lastMediaRecovery = -Infinity;
+let lastVodCheck = -Infinity;
 
 /** A v4 UUID; crypto.randomUUID exists only in secure contexts (HTTPS, localhost). */
 function newSessionId() {
@@ -72,15 +93,15 @@ function setState(state) {
   statusLabel.textContent = WORDS[state];
   statusLabel.dataset.state = state;
   overlay.textContent = WORDS[state];
-  overlay.hidden = state === 'live';
-  if (state === 'live') retryDelay = 1000;
+  overlay.hidden = state === PLAYING;
+  if (state === PLAYING) retryDelay = 1000;
   updateUnmute();
   updateLatency();
 }
 
 /** Offered only while there is something to hear. */
 function updateUnmute() {
-  unmuteButton.hidden = !video.muted || !(player.state === 'live' || player.state === 'reconnecting');
+  unmuteButton.hidden = !video.muted || !(player.state === PLAYING || player.state === 'reconnecting');
 }
 
 function play() {
@@ -143,7 +164,7 @@ function atBufferEnd() {
 function onHlsError(hls, data) {
   if (hls !== player.hls || player.state === 'ended') return;
   if (!data.fatal) {
-    if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR && player.state === 'live') setState('reconnecting');
+    if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR && player.state === PLAYING) setState('reconnecting');
     return;
   }
   if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
@@ -162,7 +183,8 @@ function onHlsError(hls, data) {
     return;
   }
   if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && data.response && data.response.code === 404) {
-    stopPlayback(); // the playlist is gone: the poll loop starts again when there is a broadcast
+    stopPlayback();
+    if (vod) return setState('missing'); // deleted by retention, or a wrong link // the playlist is gone: the poll loop starts again when there is a broadcast
     setState(listed === false ? 'ended' : 'waiting');
     return;
   }
@@ -216,31 +238,53 @@ async function poll() {
   }
   const idle = player.state === 'waiting' || player.state === 'ended' || (player.state === 'connecting' && !player.hls && !video.getAttribute('src'));
   if (idle && listed !== null) await probe();
+  if (fromStartLink) await offerFromStart();
   setTimeout(poll, POLL_MS);
 }
 
+/** Watch page: while live, link to the broadcast's recording, which plays from its start (DVR). */
+async function offerFromStart() {
+  if (!listed) {
+    fromStartLink.hidden = true;
+    return;
+  }
+  if (performance.now() - lastVodCheck < VOD_CHECK_MS) return;
+  lastVodCheck = performance.now();
+  try {
+    const response = await fetch(`/vod.json?stream=${encodeURIComponent(stream)}`, { cache: 'no-store' });
+    if (!response.ok) return;
+    const recording = (await response.json()).recordings.find((r) => r.live);
+    if (recording) fromStartLink.href = recording.page;
+    fromStartLink.hidden = !recording;
+  } catch {
+    // Try again at the next check.
+  }
+}
+
 function updateLatency() {
-  const latency = player.hls && player.state === 'live' ? player.hls.latency : NaN;
+  // A finished recording has no live edge; one still being made shows how far behind live it plays.
+  const latency = player.hls && player.state === PLAYING && !(vod && endlist) ? player.hls.latency : NaN;
   player.latency = Number.isFinite(latency) ? latency : null;
   latencyLabel.textContent = player.latency === null ? '' : `${player.latency.toFixed(1)} s behind live`;
+  if (vod && endlist) document.getElementById('to-live')?.setAttribute('hidden', '');
 }
 
 /** Once a second: latency, and stall detection (hls.js rebuffers by itself; we name the state and decide "ended"). */
 function watchdog() {
   updateLatency();
-  const playing = player.state === 'live' || player.state === 'reconnecting' || player.state === 'connecting';
-  if (!playing || !playButton.hidden || (video.paused && player.state === 'live')) return;
+  const playing = player.state === PLAYING || player.state === 'reconnecting' || player.state === 'connecting';
+  if (!playing || !playButton.hidden || (video.paused && player.state === PLAYING)) return;
   const stalledFor = performance.now() - progress.at;
   if (stalledFor < STALL_MS) return;
   if ((endlist || listed === false) && atBufferEnd()) return endBroadcast();
-  if (player.state === 'live') setState('reconnecting');
+  if (player.state === PLAYING) setState('reconnecting');
   if (stalledFor > RESTART_AFTER_MS) startPlayback();
 }
 
 video.addEventListener('timeupdate', () => {
   if (video.currentTime === progress.time) return;
   progress = { time: video.currentTime, at: performance.now() };
-  if (!video.paused && (player.state === 'connecting' || player.state === 'reconnecting')) setState('live');
+  if (!video.paused && (player.state === 'connecting' || player.state === 'reconnecting')) setState(PLAYING);
 });
 video.addEventListener('ended', () => {
   if (player.state !== 'waiting' && player.state !== 'ended') endBroadcast();
@@ -262,10 +306,20 @@ playButton.addEventListener('click', () => {
   play();
 });
 
+// Server-rendered times (the recording's start) are ISO; show them in the viewer's local time.
+for (const time of root.querySelectorAll('time')) {
+  const date = new Date(time.dateTime);
+  if (!Number.isNaN(date.getTime())) time.textContent = date.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+}
+
 // Autoplay is only allowed muted; the unmute button is one tap away.
 video.muted = true;
 if (engine === null) {
   setState('unsupported');
+} else if (vod) {
+  // A recording needs no broadcast to be live: play it straight away.
+  startPlayback();
+  setInterval(watchdog, 1000);
 } else {
   poll();
   setInterval(watchdog, 1000);

@@ -1,15 +1,16 @@
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { liveRoot } from '../../common/src/media-layout.ts';
-import type { MediaRequest } from './media-path.ts';
+import { archiveRoot, liveRoot } from '../../common/src/media-layout.ts';
+import type { ArchiveRequest, MediaRequest } from './media-path.ts';
 
 /** Files above this are streamed from disk per request instead of being held in memory. */
 export const MAX_BUFFERED_FILE_BYTES = 64 * 1024 * 1024;
 
 export type LoadedFile = { kind: 'buffer'; data: Buffer } | { kind: 'large'; size: number };
 
-/** Absolute path of a validated media request; only ever inside MEDIA_DIR/live/<stream>/. */
-export function mediaFilePath(mediaDir: string, media: MediaRequest): string {
+/** Absolute path of a validated media request; only ever inside MEDIA_DIR/live/<stream>/ or MEDIA_DIR/archive/<stream>/<session>/. */
+export function mediaFilePath(mediaDir: string, media: MediaRequest | ArchiveRequest): string {
+  if ('session' in media) return path.join(archiveRoot(mediaDir), media.stream, media.session, media.file);
   return path.join(liveRoot(mediaDir), media.stream, media.file);
 }
 

@@ -5,7 +5,7 @@ import { MEDIA_CONTENT_TYPES } from '../../common/src/media-layout.ts';
 import type { Logger } from '../../common/src/logger.ts';
 import { parseByteRange } from './byte-range.ts';
 import { loadMediaFile, loadPlaylist, mediaFilePath, type LoadedFile } from './media-files.ts';
-import { parseMediaPath, type MediaRequest } from './media-path.ts';
+import { ARCHIVE_PREFIX, parseArchivePath, parseMediaPath, type MediaRequest } from './media-path.ts';
 import type { WebMetrics } from './metrics.ts';
 import { PlaylistCache } from './playlist-cache.ts';
 import type { SegmentCache } from './segment-cache.ts';
@@ -16,9 +16,16 @@ import { sendText } from './responses.ts';
 const SEGMENT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 /** Revalidate every time: a playlist must never be older than half a target duration. */
 const PLAYLIST_CACHE_CONTROL = 'no-cache';
+/**
+ * A recording's playlist with EXT-X-ENDLIST never changes again (only retention deletes it):
+ * browsers and caches may keep it a while. While the broadcast goes on it grows: no-cache.
+ */
+const ENDED_RECORDING_CACHE_CONTROL = 'public, max-age=3600';
+const ENDLIST = Buffer.from('#EXT-X-ENDLIST');
 
 /**
- * GET|HEAD /live/<stream>/<file>: the hot path, a plain node handler (no express) answering from
+ * GET|HEAD /live/<stream>/<file> and /archive/<stream>/<session>/<file>.
+ * /live/ is the hot path, a plain node handler (no express) answering from
  * memory whenever it can. The path is validated before the file system is touched.
  */
 export function createMediaHandler(options: { mediaDir: string; segmentCache: SegmentCache; metrics: WebMetrics; logger: Logger }) {
@@ -48,6 +55,17 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
   };
 
   const serveSegment = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, file: string): void => {
+    if ('session' in media) {
+      // Recordings stay out of the segment cache: one viewer of an old recording must not evict
+      // the live segments that hundreds are fetching (the OS page cache still helps).
+      loadMediaFile(file)
+        .then((loaded) => {
+          if (loaded?.kind === 'large') return streamLargeFile(req, res, media, file);
+          sendMedia(req, res, media, loaded?.data ?? null);
+        })
+        .catch((err: unknown) => fail(req, res, media, err));
+      return;
+    }
     const cached = segmentCache.get(file);
     if (cached !== undefined) {
       metrics.segmentCacheHits.inc();
@@ -69,7 +87,7 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
   };
 
   return function handleMedia(req: IncomingMessage, res: ServerResponse, path: string): void {
-    const parsed = parseMediaPath(path);
+    const parsed = path.startsWith(ARCHIVE_PREFIX) ? parseArchivePath(path) : parseMediaPath(path);
     if (!parsed.ok) {
       logger.debug({ path, reason: parsed.reason }, 'media path refused');
       sendText(req, res, parsed.status, parsed.status === 400 ? 'bad request\n' : 'not found\n');
@@ -86,10 +104,14 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
   };
 }
 
-function mediaHeaders(media: MediaRequest): OutgoingHttpHeaders {
+function playlistCacheControl(media: MediaRequest, body: Buffer | null): string {
+  return 'session' in media && body !== null && body.includes(ENDLIST) ? ENDED_RECORDING_CACHE_CONTROL : PLAYLIST_CACHE_CONTROL;
+}
+
+function mediaHeaders(media: MediaRequest, body: Buffer | null = null): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {
     'content-type': MEDIA_CONTENT_TYPES[media.ext] ?? 'application/octet-stream',
-    'cache-control': media.kind === 'playlist' ? PLAYLIST_CACHE_CONTROL : SEGMENT_CACHE_CONTROL,
+    'cache-control': media.kind === 'playlist' ? playlistCacheControl(media, body) : SEGMENT_CACHE_CONTROL,
     'access-control-allow-origin': '*',
   };
   if (media.kind === 'segment') headers['accept-ranges'] = 'bytes';
@@ -102,7 +124,7 @@ function sendMedia(req: IncomingMessage, res: ServerResponse, media: MediaReques
     sendText(req, res, 404, 'not found\n');
     return;
   }
-  const headers = mediaHeaders(media);
+  const headers = mediaHeaders(media, body);
   const range = media.kind === 'segment' ? parseByteRange(req.headers.range, body.length) : null;
   if (range === 'unsatisfiable') {
     sendText(req, res, 416, 'range not satisfiable\n', { 'content-range': `bytes */${body.length}` });

@@ -1,4 +1,4 @@
-import { classifyMediaFile, type MediaFileKind } from '../../common/src/media-layout.ts';
+import { classifyMediaFile, isSessionId, THUMBNAIL_FILE, type MediaFileKind } from '../../common/src/media-layout.ts';
 import { isStreamName } from '../../common/src/stream-name.ts';
 
 /** A request for one file under MEDIA_DIR/live, validated before anything touches the file system. */
@@ -10,9 +10,16 @@ export interface MediaRequest {
   ext: string;
 }
 
+/** A file of a recorded broadcast: MEDIA_DIR/archive/<stream>/<session>/<file>. */
+export interface ArchiveRequest extends MediaRequest {
+  session: string;
+}
+
 export type MediaPathResult = { ok: true; media: MediaRequest } | { ok: false; status: 400 | 404; reason: string };
+export type ArchivePathResult = { ok: true; media: ArchiveRequest } | { ok: false; status: 400 | 404; reason: string };
 
 export const LIVE_PREFIX = '/live/';
+export const ARCHIVE_PREFIX = '/archive/';
 
 /** The path part of a request target, without the query string. */
 export function stripQuery(url: string): string {
@@ -29,11 +36,8 @@ export function stripQuery(url: string): string {
  */
 export function parseMediaPath(path: string): MediaPathResult {
   if (!path.startsWith(LIVE_PREFIX)) return { ok: false, status: 404, reason: 'not a media path' };
-  if (path.includes('%')) return { ok: false, status: 400, reason: 'percent-encoding in media path' };
-  if (path.includes('\\')) return { ok: false, status: 400, reason: 'backslash in media path' };
-  if (path.includes('//')) return { ok: false, status: 400, reason: 'empty path segment' };
-  if (path.includes('..')) return { ok: false, status: 400, reason: 'dot-dot in media path' };
-  if (/[\x00-\x20\x7f]/.test(path)) return { ok: false, status: 400, reason: 'control character in media path' };
+  const unsafe = unsafePath(path);
+  if (unsafe) return unsafe;
   const parts = path.slice(LIVE_PREFIX.length).split('/');
   if (parts.length !== 2) return { ok: false, status: 404, reason: 'not /live/<stream>/<file>' };
   const [stream, file] = parts as [string, string];
@@ -41,4 +45,32 @@ export function parseMediaPath(path: string): MediaPathResult {
   const kind = classifyMediaFile(file);
   if (kind === null) return { ok: false, status: 404, reason: 'not a media file name' };
   return { ok: true, media: { stream, file, kind, ext: file.slice(file.lastIndexOf('.') + 1) } };
+}
+
+/**
+ * Parses the raw path of an `/archive/<stream>/<session>/<file>` request, with the same rules as
+ * parseMediaPath; the file is a media file name or the session's thumbnail.
+ */
+export function parseArchivePath(path: string): ArchivePathResult {
+  if (!path.startsWith(ARCHIVE_PREFIX)) return { ok: false, status: 404, reason: 'not an archive path' };
+  const unsafe = unsafePath(path);
+  if (unsafe) return unsafe;
+  const parts = path.slice(ARCHIVE_PREFIX.length).split('/');
+  if (parts.length !== 3) return { ok: false, status: 404, reason: 'not /archive/<stream>/<session>/<file>' };
+  const [stream, session, file] = parts as [string, string, string];
+  if (!isStreamName(stream)) return { ok: false, status: 404, reason: 'not a stream name' };
+  if (!isSessionId(session)) return { ok: false, status: 404, reason: 'not a session id' };
+  // The thumbnail is written once (atomically) and never changes: cacheable like a segment.
+  const kind = file === THUMBNAIL_FILE ? 'segment' : classifyMediaFile(file);
+  if (kind === null) return { ok: false, status: 404, reason: 'not a media file name' };
+  return { ok: true, media: { stream, session, file, kind, ext: file.slice(file.lastIndexOf('.') + 1) } };
+}
+
+function unsafePath(path: string): { ok: false; status: 400; reason: string } | null {
+  if (path.includes('%')) return { ok: false, status: 400, reason: 'percent-encoding in media path' };
+  if (path.includes('\\')) return { ok: false, status: 400, reason: 'backslash in media path' };
+  if (path.includes('//')) return { ok: false, status: 400, reason: 'empty path segment' };
+  if (path.includes('..')) return { ok: false, status: 400, reason: 'dot-dot in media path' };
+  if (/[\x00-\x20\x7f]/.test(path)) return { ok: false, status: 400, reason: 'control character in media path' };
+  return null;
 }

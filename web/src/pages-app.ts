@@ -3,7 +3,12 @@ import { isStreamName } from '../../common/src/stream-name.ts';
 import type { Logger } from '../../common/src/logger.ts';
 import type { Asset } from './assets.ts';
 import type { LiveStreams } from './live-streams.ts';
-import { renderIndexPage, renderNotFoundPage, renderWatchPage } from './pages.ts';
+import { renderIndexPage, renderNotFoundPage, renderRecordingPage, renderRecordingsPage, renderWatchPage } from './pages.ts';
+import type { Recordings } from './recordings.ts';
+import { isSessionId } from '../../common/src/media-layout.ts';
+
+/** Recordings shown on / under "Recent recordings". */
+const RECENT_ON_INDEX = 8;
 
 /**
  * Pages, the stream list and browser assets: low-rate requests where express's convenience is
@@ -16,8 +21,8 @@ const PAGE_HEADERS = {
   'referrer-policy': 'no-referrer',
 };
 
-export function createPagesApp(options: { liveStreams: LiveStreams; assets: Map<string, Asset>; logger: Logger }): express.Express {
-  const { liveStreams, assets, logger } = options;
+export function createPagesApp(options: { liveStreams: LiveStreams; recordings: Recordings; assets: Map<string, Asset>; logger: Logger }): express.Express {
+  const { liveStreams, recordings, assets, logger } = options;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -31,7 +36,30 @@ export function createPagesApp(options: { liveStreams: LiveStreams; assets: Map<
     res.status(status).set(PAGE_HEADERS).set('cache-control', status === 200 ? 'no-cache' : 'no-store').type('html').send(html);
   };
 
-  app.get('/', (_req, res) => sendPage(res, 200, renderIndexPage(liveStreams.list())));
+  app.get('/', async (_req, res) => {
+    const recent = (await recordings.list()).filter((r) => !r.live).slice(0, RECENT_ON_INDEX);
+    sendPage(res, 200, renderIndexPage(liveStreams.list(), recent));
+  });
+
+  // Recordings of one stream (?stream=) or of all, newest first. Changes with each segment of a live one.
+  app.get('/vod.json', async (req, res) => {
+    const stream = typeof req.query.stream === 'string' ? req.query.stream : undefined;
+    if (stream !== undefined && !isStreamName(stream)) return void res.status(400).set('cache-control', 'no-store').json({ error: 'not a stream name' });
+    res.set('cache-control', 'no-cache').json({ recordings: await recordings.list(stream) });
+  });
+
+  app.get('/vod/:stream', async (req, res) => {
+    const stream = req.params.stream;
+    if (!isStreamName(stream)) return sendPage(res, 404, renderNotFoundPage('There is no stream by that name.'));
+    sendPage(res, 200, renderRecordingsPage(stream, await recordings.list(stream)));
+  });
+
+  app.get('/vod/:stream/:session', async (req, res) => {
+    const { stream, session } = req.params;
+    const recording = isStreamName(stream) && isSessionId(session) ? await recordings.find(stream, session) : null;
+    if (!recording) return sendPage(res, 404, renderNotFoundPage('There is no such recording (it may have been deleted).'));
+    sendPage(res, 200, renderRecordingPage(recording));
+  });
 
   app.get('/streams.json', (_req, res) => {
     res.set('cache-control', 'no-cache').json({ streams: liveStreams.list() });

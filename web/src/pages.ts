@@ -1,4 +1,5 @@
 import type { PublicStream } from './live-streams.ts';
+import type { PublicRecording } from './recordings.ts';
 
 /** HTML pages. Everything dynamic is escaped; page scripts are files under /assets/ (strict CSP, no inline code). */
 
@@ -45,28 +46,86 @@ function streamItem(s: PublicStream): string {
     + `<span class="meta">${escapeHtml(meta)} · since <time datetime="${escapeHtml(s.since)}">${escapeHtml(s.since)}</time></span></a></li>`;
 }
 
-export function renderIndexPage(streams: readonly PublicStream[]): string {
+/** "1:02:03" or "4:05". */
+export function formatDuration(seconds: number): string {
+  const total = Math.max(0, Math.round(seconds));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const sec = String(total % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
+}
+
+/** One recording as a card; the same markup is built by recordings.js from /vod.json. */
+function recordingItem(r: PublicRecording, withStream: boolean): string {
+  const thumb = r.thumbnail ? `<img src="${escapeHtml(r.thumbnail)}" alt="" loading="lazy" width="320" height="180">` : '<span class="nothumb"></span>';
+  const label = r.live ? 'recording now' : formatDuration(r.durationSeconds);
+  return `<li><a href="${escapeHtml(r.page)}">${thumb}`
+    + `${withStream ? `<span class="name">${escapeHtml(r.stream)}</span>` : ''}`
+    + `<span class="meta"><time datetime="${escapeHtml(r.started)}">${escapeHtml(r.started)}</time> · <span class="duration${r.live ? ' live' : ''}">${escapeHtml(label)}</span></span></a></li>`;
+}
+
+export function renderIndexPage(streams: readonly PublicStream[], recent: readonly PublicRecording[] = []): string {
   return layout('onair — live now', `<main class="index">
 <h1>Live now</h1>
 <p id="nothing-live" class="empty"${streams.length ? ' hidden' : ''}>Nothing is live right now. This page updates by itself.</p>
 <ul id="streams" class="streams">${streams.map(streamItem).join('')}</ul>
+${recent.length ? `<h2>Recent recordings</h2>
+<ul class="recordings">${recent.map((r) => recordingItem(r, true)).join('')}</ul>` : ''}
 </main>`, [{ src: '/assets/streams.js' }]);
+}
+
+/** /vod/<stream>: the stream's recordings, newest first; kept current from /vod.json by recordings.js. */
+export function renderRecordingsPage(stream: string, recordings: readonly PublicRecording[]): string {
+  const name = escapeHtml(stream);
+  return layout(`${stream} recordings — onair`, `<main class="index" id="recordings-page" data-stream="${name}">
+<h1>Recordings of ${name}</h1>
+<p><a href="/watch/${name}">Live player</a></p>
+<p id="no-recordings" class="empty"${recordings.length ? ' hidden' : ''}>No recordings of this stream.</p>
+<ul id="recordings" class="recordings">${recordings.map((r) => recordingItem(r, false)).join('')}</ul>
+</main>`, [{ src: '/assets/recordings.js' }]);
+}
+
+/**
+ * /vod/<stream>/<session>: the same player on the recording's playlist. While the broadcast is
+ * still on, that playlist grows (an EVENT playlist): this is "watch from the start" (DVR).
+ */
+export function renderRecordingPage(recording: PublicRecording): string {
+  const name = escapeHtml(recording.stream);
+  const title = `${recording.stream} · ${recording.started}`;
+  return layout(`${title} — onair`, `<main class="watch" id="player" data-mode="vod" data-stream="${name}" data-session="${escapeHtml(recording.session)}" data-playlist="${escapeHtml(recording.playlist)}">
+${stage()}
+<div class="bar">
+<h1>${name}</h1>
+<span id="status" class="status" data-state="connecting">connecting…</span>
+<span class="meta">recorded <time datetime="${escapeHtml(recording.started)}">${escapeHtml(recording.started)}</time></span>
+<span id="latency" class="latency"></span>
+<span id="meta" class="meta"></span>
+<a id="to-live" class="action" href="/watch/${name}"${recording.live ? '' : ' hidden'}>Back to live</a>
+<a class="action" href="/vod/${name}">All recordings</a>
+</div>
+</main>`, [{ src: '/assets/hls.min.js', classic: true }, { src: '/assets/player.js' }]);
+}
+
+function stage(): string {
+  return `<div class="stage">
+<video id="video" muted autoplay playsinline controls></video>
+<div id="overlay" class="overlay">connecting…</div>
+<button id="unmute" class="unmute" type="button" hidden>Unmute</button>
+<button id="play" class="play" type="button" hidden>Play</button>
+</div>`;
 }
 
 export function renderWatchPage(stream: string): string {
   const name = escapeHtml(stream);
   return layout(`${stream} — onair`, `<main class="watch" id="player" data-stream="${name}" data-playlist="/live/${name}/index.m3u8">
-<div class="stage">
-<video id="video" muted autoplay playsinline controls></video>
-<div id="overlay" class="overlay">connecting…</div>
-<button id="unmute" class="unmute" type="button" hidden>Unmute</button>
-<button id="play" class="play" type="button" hidden>Play</button>
-</div>
+${stage()}
 <div class="bar">
 <h1>${name}</h1>
 <span id="status" class="status" data-state="connecting">connecting…</span>
 <span id="latency" class="latency"></span>
 <span id="meta" class="meta"></span>
+<a id="from-start" class="action" href="/vod/${name}" hidden>Watch from the start</a>
+<a class="action" href="/vod/${name}">Recordings</a>
 </div>
 </main>`, [{ src: '/assets/hls.min.js', classic: true }, { src: '/assets/player.js' }]);
 }

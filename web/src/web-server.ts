@@ -12,10 +12,11 @@ import { loadAssets } from './assets.ts';
 import type { WebConfig } from './config.ts';
 import { LiveStreams } from './live-streams.ts';
 import { createMediaHandler } from './media-handler.ts';
-import { LIVE_PREFIX, stripQuery } from './media-path.ts';
+import { ARCHIVE_PREFIX, LIVE_PREFIX, stripQuery } from './media-path.ts';
 import { createWebMetrics } from './metrics.ts';
 import { createPagesApp } from './pages-app.ts';
 import { ReadinessState } from './readiness.ts';
+import { Recordings } from './recordings.ts';
 import { createRequestTracker } from './request-tracker.ts';
 import { sendText } from './responses.ts';
 import { SegmentCache } from './segment-cache.ts';
@@ -60,7 +61,7 @@ export async function createWebServer(
   });
   const tracker = createRequestTracker({ instance: config.instance, trustList: createTrustList(config.trustedProxies), accessLog, metrics });
   const handleMedia = createMediaHandler({ mediaDir: config.mediaDir, segmentCache, metrics, logger });
-  const pages = createPagesApp({ liveStreams, assets, logger });
+  const pages = createPagesApp({ liveStreams, recordings: new Recordings(config.mediaDir, logger), assets, logger });
 
   // Routing by hand before express: media is the hot path and must not pay for middleware.
   const route = (req: IncomingMessage, res: ServerResponse): void => {
@@ -74,7 +75,7 @@ export async function createWebServer(
     tracker.track(req, res);
     // Absolute-form or asterisk targets are for proxies, not for an origin server.
     if (!url.startsWith('/')) return sendText(req, res, 400, 'bad request\n');
-    if (path.startsWith(LIVE_PREFIX)) return handleMedia(req, res, path);
+    if (path.startsWith(LIVE_PREFIX) || path.startsWith(ARCHIVE_PREFIX)) return handleMedia(req, res, path);
     pages(req, res);
   };
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseMediaPath, stripQuery } from '../src/media-path.ts';
+import { parseArchivePath, parseMediaPath, stripQuery } from '../src/media-path.ts';
 
 describe('parseMediaPath', () => {
   it('accepts playlists, init files and segments of a valid stream', () => {
@@ -56,4 +56,34 @@ describe('stripQuery', () => {
     assert.equal(stripQuery('/'), '/');
     assert.equal(stripQuery('/a?b?c'), '/a');
   });
+});
+
+describe('parseArchivePath', () => {
+  const session = '20261122-041200-a1b2c3';
+  it('accepts a recording\'s playlist, segments, inits and thumbnail', () => {
+    assert.deepEqual(parseArchivePath(`/archive/demo/${session}/index.m3u8`), { ok: true, media: { stream: 'demo', session, file: 'index.m3u8', kind: 'playlist', ext: 'm3u8' } });
+    assert.deepEqual(parseArchivePath(`/archive/demo/${session}/r1-3.m4s`), { ok: true, media: { stream: 'demo', session, file: 'r1-3.m4s', kind: 'segment', ext: 'm4s' } });
+    assert.deepEqual(parseArchivePath(`/archive/demo/${session}/thumbnail.jpg`), { ok: true, media: { stream: 'demo', session, file: 'thumbnail.jpg', kind: 'segment', ext: 'jpg' } });
+  });
+  const refused: Array<[string, number]> = [
+    [`/archive/demo/${session}/session.json`, 404],
+    [`/archive/demo/${session}/other.jpg`, 404],
+    [`/archive/demo/${session}/.index.m3u8.1a2b.tmp`, 404],
+    ['/archive/demo/latest/index.m3u8', 404],
+    ['/archive/demo/20261122-041200-A1B2C3/index.m3u8', 404],
+    [`/archive/demo/index.m3u8`, 404],
+    [`/archive/demo/${session}/x/index.m3u8`, 404],
+    [`/archive/Demo/${session}/index.m3u8`, 404],
+    [`/archive/demo/${session}/..%2f..%2flive%2fx%2findex.m3u8`, 400],
+    [`/archive/demo/../../etc/passwd`, 400],
+    [`/archive/demo//${session}/index.m3u8`, 400],
+    [`/live/demo/${session}/index.m3u8`, 404],
+  ];
+  for (const [path, status] of refused) {
+    it(`refuses ${JSON.stringify(path)} with ${status}`, () => {
+      const result = parseArchivePath(path);
+      assert.equal(result.ok, false);
+      assert.equal(!result.ok && result.status, status);
+    });
+  }
 });

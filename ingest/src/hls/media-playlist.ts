@@ -58,12 +58,15 @@ export interface MediaPlaylistState {
   discontinuitySequence: number;
   segments: readonly PlaylistSegment[];
   ended: boolean;
+  /** EXT-X-PLAYLIST-TYPE: EVENT for an archive (segments only ever appended); absent for the live window. */
+  playlistType?: 'EVENT' | 'VOD';
 }
 
 export function renderMediaPlaylist(state: MediaPlaylistState): string {
   const lines = [
     '#EXTM3U',
     '#EXT-X-VERSION:7',
+    ...(state.playlistType ? [`#EXT-X-PLAYLIST-TYPE:${state.playlistType}`] : []),
     `#EXT-X-TARGETDURATION:${state.targetDuration}`,
     `#EXT-X-MEDIA-SEQUENCE:${state.mediaSequence}`,
     `#EXT-X-DISCONTINUITY-SEQUENCE:${state.discontinuitySequence}`,

@@ -29,8 +29,17 @@ export interface StreamPlaylistOptions {
   targetDurationOverride: number;
   logger: Logger;
   onSegmentPublished?: (segment: PlaylistSegment, fitsTarget: boolean) => void;
+  /**
+   * Told of every segment as soon as it is in the stream folder (the broadcast's archive).
+   * Called synchronously, and whatever it does, it cannot delay or fail the live playlist.
+   */
+  archive?: ArchiveSink | null;
   /** Writing into the stream folder failed (the disk may be full); the change is retried with the next segment. */
   onWriteError?: (file: 'init' | 'playlist', err: Error) => void;
+}
+
+export interface ArchiveSink {
+  segmentPublished(segment: PlaylistSegment, liveDir: string, targetDuration: number): void;
 }
 
 interface RetiredFile {
@@ -156,6 +165,7 @@ export class StreamPlaylist {
     if (!fits) {
       this.log.warn({ segment: entry.uri, duration: entry.duration, targetDuration: this.targetDuration }, 'segment longer than the target duration: is the keyframe interval steady?');
     }
+    this.handToArchive(entry);
     this.window.push(entry);
     while (this.window.length > this.options.windowSegments) {
       const old = this.window.shift()!;
@@ -168,6 +178,14 @@ export class StreamPlaylist {
     this.lastSegmentAt = new Date();
     this.options.onSegmentPublished?.(entry, fits);
     await this.deleteExpired();
+  }
+
+  private handToArchive(entry: PlaylistSegment): void {
+    try {
+      this.options.archive?.segmentPublished(entry, this.options.dir, this.targetDuration!);
+    } catch (err) {
+      this.log.error({ err }, 'archive refused a segment (the live playlist is not affected)');
+    }
   }
 
   private async publishInit(segment: MuxerSegment): Promise<void> {
