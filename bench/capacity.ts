@@ -32,6 +32,8 @@ const HOLD_S = Number(process.env.BENCH_CAPACITY_HOLD_S ?? 20);
 const SETTLE_S = 5;
 const REFINE = Number(process.env.BENCH_CAPACITY_REFINE ?? 2);
 const VIDEO_KBPS = Number(process.env.BENCH_CAPACITY_VIDEO_KBPS ?? 2500);
+/** CPU (cores) the single-process load generator may need at the next step before the ramp stops. */
+const GENERATOR_CORE_BUDGET = 0.9;
 
 interface StepResult {
   viewers: number;
@@ -56,6 +58,8 @@ export interface CapacityResult {
   slo: typeof SLO;
   viewersHeld: number;
   firstBroken: number | null;
+  /** The ramp stopped because the load generator, not the stack, was near its limit: viewersHeld is a floor. */
+  generatorLimited: boolean;
   atCapacity: StepResult | null;
   steps: StepResult[];
   proxyOverhead: {
@@ -68,17 +72,18 @@ export interface CapacityResult {
     cpuPerGbRatio: number;
   } | null;
   /** The same ramp against nginx serving MEDIA_DIR (null when nginx is not installed). */
-  nginx: { viewersHeld: number; firstBroken: number | null; atCapacity: StepResult | null; steps: StepResult[] } | null;
+  nginx: { viewersHeld: number; firstBroken: number | null; generatorLimited: boolean; atCapacity: StepResult | null; steps: StepResult[] } | null;
 }
 
 /** Doubles the viewers until the SLO breaks, then bisects between the last held and the first broken. */
 async function rampUntilBroken(
   measure: (viewers: number) => Promise<StepResult>,
   resize: (viewers: number) => Promise<void>,
-): Promise<{ held: number; broken: number | null; steps: StepResult[] }> {
+): Promise<{ held: number; broken: number | null; steps: StepResult[]; generatorLimited: boolean }> {
   const steps: StepResult[] = [];
   let held = 0;
   let broken: number | null = null;
+  let generatorLimited = false;
   for (let viewers = START; viewers <= MAX; viewers *= 2) {
     const step = await measure(viewers);
     steps.push(step);
@@ -87,6 +92,13 @@ async function rampUntilBroken(
       break;
     }
     held = viewers;
+    // The load generator is one Node process on the same cores: when twice the viewers would need more
+    // than ~0.9 of a core, a broken SLO at the next step would measure the generator, not the stack.
+    if ((step.cpu.loadgen ?? 0) * 2 > GENERATOR_CORE_BUDGET) {
+      generatorLimited = true;
+      console.log(`  stopping: the load generator used ${(step.cpu.loadgen ?? 0).toFixed(2)} core for ${viewers} viewers; twice as many would need more than ${GENERATOR_CORE_BUDGET}`);
+      break;
+    }
   }
   for (let i = 0; i < REFINE && broken !== null && broken - held > Math.max(10, held * 0.1); i++) {
     const viewers = Math.round((held + broken) / 2 / 10) * 10;
@@ -98,7 +110,7 @@ async function rampUntilBroken(
     if (step.held) held = viewers;
     else broken = viewers;
   }
-  return { held, broken, steps };
+  return { held, broken, steps, generatorLimited };
 }
 
 export async function benchCapacity(): Promise<CapacityResult> {
@@ -144,6 +156,7 @@ export async function benchCapacity(): Promise<CapacityResult> {
     steps.push(...onair.steps);
     const held = onair.held;
     const broken = onair.broken;
+    const generatorLimited = onair.generatorLimited;
     await fleet.resize(0);
 
     // The proxy's overhead: the same load through the proxy and direct to one web replica.
@@ -181,7 +194,7 @@ export async function benchCapacity(): Promise<CapacityResult> {
         console.log('  nginx serving the same files:');
         const ramp = await rampUntilBroken((viewers) => measure(viewers, viaNginx), (viewers) => viaNginx.resize(viewers));
         await viaNginx.resize(0);
-        nginx = { viewersHeld: ramp.held, firstBroken: ramp.broken, atCapacity: [...ramp.steps].reverse().find((s) => s.viewers === ramp.held) ?? null, steps: ramp.steps };
+        nginx = { viewersHeld: ramp.held, firstBroken: ramp.broken, generatorLimited: ramp.generatorLimited, atCapacity: [...ramp.steps].reverse().find((s) => s.viewers === ramp.held) ?? null, steps: ramp.steps };
       } finally {
         nginxPids = [];
         await origin.stop();
@@ -197,6 +210,7 @@ export async function benchCapacity(): Promise<CapacityResult> {
       slo: SLO,
       viewersHeld: held,
       firstBroken: broken,
+      generatorLimited,
       atCapacity: [...steps].reverse().find((s) => s.viewers === held) ?? null,
       steps,
       proxyOverhead,
@@ -278,7 +292,7 @@ export function markdown(r: CapacityResult): string {
     '',
     '| figure | value |',
     '| --- | --- |',
-    `| viewers held at SLO | **${r.viewersHeld}**${r.firstBroken === null ? ' (never broke up to the maximum tried)' : ` (broke at ${r.firstBroken})`} |`,
+    `| viewers held at SLO | **${r.viewersHeld}**${r.firstBroken !== null ? ` (broke at ${r.firstBroken})` : r.generatorLimited ? ' or more (never broke; the ramp stopped where the load generator would have needed more than a core)' : ' (never broke up to the maximum tried)'} |`,
   ];
   if (cap) {
     lines.push(
@@ -299,8 +313,17 @@ export function markdown(r: CapacityResult): string {
   if (r.nginx) {
     const n = r.nginx;
     lines.push(
-      `| nginx serving the same files (sendfile, one worker per core): viewers held | ${n.viewersHeld}${n.firstBroken === null ? '' : ` (broke at ${n.firstBroken})`}; onair ÷ nginx = ${f(r.viewersHeld / n.viewersHeld, 2)} |`,
+      `| nginx serving the same files (sendfile, one worker per core): viewers held | ${n.viewersHeld}${n.firstBroken !== null ? ` (broke at ${n.firstBroken})` : n.generatorLimited ? ' or more (load generator limit)' : ''}${r.generatorLimited || n.generatorLimited ? ' (a floor: no ratio)' : `; onair ÷ nginx = ${f(r.viewersHeld / n.viewersHeld, 2)}`} |`,
     );
+    // Where both held the same load: CPU per GB delivered, the delivery tier only (proxy + web vs nginx).
+    const common = [...r.steps].reverse().find((s) => s.held && n.steps.some((m) => m.held && m.viewers === s.viewers));
+    const theirs = common && n.steps.find((m) => m.held && m.viewers === common.viewers);
+    if (common && theirs) {
+      const perGb = (s: StepResult, parts: string[]): number => parts.reduce((sum, p) => sum + (s.cpu[p] ?? 0), 0) / (s.egressMBps / 1000);
+      const ours = perGb(common, ['proxy', 'web']);
+      const nginxPerGb = perGb(theirs, ['nginx']);
+      lines.push(`| CPU per GB delivered at ${common.viewers} viewers: proxy + web vs nginx | ${f(ours, 2)} vs ${f(nginxPerGb, 2)} core-seconds (${f(ours / nginxPerGb, 1)}×) |`);
+    }
     if (n.atCapacity) lines.push(`| nginx at its capacity: segment p50/p99, CPU | ${f(n.atCapacity.segmentMsP50)}/${f(n.atCapacity.segmentMsP99)} ms, ${cpuCell(n.atCapacity)} |`);
   }
   lines.push('', '| viewers | SLO | req/s | MB/s | ratio p95 | segment p50/p99 ms | CPU (cores) |', '| --- | --- | --- | --- | --- | --- | --- |');

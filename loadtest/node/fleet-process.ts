@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { FleetWindow } from './fleet-stats.ts';
 
 const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.ts');
+const COMMAND_TIMEOUT_MS = 120_000;
 
 export class FleetProcess {
   private readonly child: ChildProcess;
@@ -49,10 +50,13 @@ export class FleetProcess {
     clearTimeout(timer);
   }
 
-  private command(message: object): Promise<Record<string, unknown>> {
+  private command(message: object, timeoutMs = COMMAND_TIMEOUT_MS): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       if (this.child.exitCode !== null) return reject(new Error(`the load generator exited: ${this.stderr}`));
+      // A saturated generator answers late or never: fail instead of hanging the benchmark.
+      const timer = setTimeout(() => reject(new Error(`the load generator did not answer ${JSON.stringify(message)} within ${timeoutMs / 1000} s (saturated?)`)), timeoutMs);
       this.waiting.push((line) => {
+        clearTimeout(timer);
         const reply = JSON.parse(line) as Record<string, unknown>;
         if (reply.op === 'exited') reject(new Error(`the load generator exited: ${String(reply.stderr)}`));
         else resolve(reply);
