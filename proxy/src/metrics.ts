@@ -163,19 +163,7 @@ export class ProxyMetrics {
   /** The segment cache's counters and size, read when scraped. */
   observeSegmentCache(stats: () => SegmentCacheStats): void {
     const registers = [this.registry];
-    new Counter({
-      name: 'onair_proxy_segment_cache_requests_total',
-      help: 'Segment requests the cache took, by outcome: hit (in memory), shared (waited for a fill under way), fill (fetched from a backend)',
-      labelNames: ['outcome'] as const,
-      registers,
-      collect() {
-        const s = stats();
-        this.reset();
-        this.inc({ outcome: 'hit' }, s.hits);
-        this.inc({ outcome: 'shared' }, s.sharedFills);
-        this.inc({ outcome: 'fill' }, s.fills);
-      },
-    });
+    fillOutcomeCounter(this.registry, 'onair_proxy_segment_cache_requests_total', 'Segment requests the cache took, by outcome: hit (in memory), shared (waited for a fill under way), fill (fetched from a backend)', stats);
     new Counter({
       name: 'onair_proxy_segment_cache_uncacheable_total',
       help: 'Fills that brought nothing to hold (backend error, not 200, not immutable, too large): those requests were forwarded',
@@ -217,22 +205,27 @@ export class ProxyMetrics {
 
   /** The playlist cache's counters, read when scraped. */
   observePlaylistCache(stats: () => PlaylistCacheStats): void {
-    new Counter({
-      name: 'onair_proxy_playlist_cache_requests_total',
-      help: 'Playlist requests answered at the proxy, by outcome: hit (held), shared (waited for a fill under way), fill (fetched from a backend)',
-      labelNames: ['outcome'] as const,
-      registers: [this.registry],
-      collect() {
-        const s = stats();
-        this.reset();
-        this.inc({ outcome: 'hit' }, s.hits);
-        this.inc({ outcome: 'shared' }, s.sharedFills);
-        this.inc({ outcome: 'fill' }, s.fills);
-      },
-    });
+    fillOutcomeCounter(this.registry, 'onair_proxy_playlist_cache_requests_total', 'Playlist requests answered at the proxy, by outcome: hit (held), shared (waited for a fill under way), fill (fetched from a backend)', stats);
   }
 
   errorResponse(status: 502 | 503): void {
     this.errorResponses.inc({ status: String(status), reason: status === 502 ? 'upstream_failed' : 'no_backend' });
   }
+}
+
+/** Requests a media cache took, by outcome (hit / shared / fill), read from its stats when scraped. */
+function fillOutcomeCounter(registry: Registry, name: string, help: string, stats: () => { hits: number; sharedFills: number; fills: number }): void {
+  new Counter({
+    name,
+    help,
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+    collect() {
+      const s = stats();
+      this.reset();
+      this.inc({ outcome: 'hit' }, s.hits);
+      this.inc({ outcome: 'shared' }, s.sharedFills);
+      this.inc({ outcome: 'fill' }, s.fills);
+    },
+  });
 }

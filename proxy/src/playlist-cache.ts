@@ -11,6 +11,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { CachedSegment, FillWait, SegmentFill } from './segment-cache.ts';
+import { SharedFills } from './shared-fills.ts';
 
 const MAX_PLAYLISTS = 2_000;
 
@@ -28,8 +29,8 @@ export interface PlaylistCacheStats {
 
 export class PlaylistCache {
   private readonly held = new Map<string, Held>();
-  private readonly filling = new Map<string, Promise<CachedSegment | null>>();
-  private readonly counts = { hits: 0, sharedFills: 0, fills: 0 };
+  private readonly fills = new SharedFills();
+  private hits = 0;
 
   constructor(
     private readonly ttlMs: number,
@@ -44,37 +45,20 @@ export class PlaylistCache {
     const entry = this.held.get(path);
     if (entry !== undefined) {
       if (entry.expiresAt > this.now()) {
-        this.counts.hits++;
+        this.hits++;
         return entry.answer;
       }
       this.held.delete(path);
     }
-    const pending = this.filling.get(path);
-    if (pending !== undefined) {
-      this.counts.sharedFills++;
-      return { pending, shared: true };
-    }
-    this.counts.fills++;
-    const started = fill(path).then(
-      (answer) => {
-        this.filling.delete(path);
-        if (answer !== null && (answer.status === 200 || answer.status === 404)) {
-          if (this.held.size >= MAX_PLAYLISTS) this.held.clear();
-          this.held.set(path, { answer, expiresAt: this.now() + this.ttlMs });
-        }
-        return answer;
-      },
-      () => {
-        this.filling.delete(path);
-        return null;
-      },
-    );
-    this.filling.set(path, started);
-    return { pending: started, shared: false };
+    return this.fills.join(path, fill, (answer) => {
+      if (answer === null || (answer.status !== 200 && answer.status !== 404)) return;
+      if (this.held.size >= MAX_PLAYLISTS) this.held.clear();
+      this.held.set(path, { answer, expiresAt: this.now() + this.ttlMs });
+    });
   }
 
   stats(): PlaylistCacheStats {
-    return { ...this.counts, entries: this.held.size };
+    return { hits: this.hits, sharedFills: this.fills.sharedFills, fills: this.fills.fills, entries: this.held.size };
   }
 
   clear(): void {

@@ -15,6 +15,7 @@
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { SharedFills } from './shared-fills.ts';
 
 /** The access record's `backend` for an answer from the cache. */
 export const SEGMENT_CACHE_BACKEND = 'cache';
@@ -59,9 +60,9 @@ export class SegmentCache {
   private readonly entries = new Map<string, CachedSegment>();
   /** When each held segment was last asked for (same keys as `entries`). */
   private readonly lastUsed = new Map<string, number>();
-  private readonly filling = new Map<string, Promise<CachedSegment | null>>();
+  private readonly fills = new SharedFills();
   private bytes = 0;
-  private readonly counts = { hits: 0, sharedFills: 0, fills: 0, uncacheable: 0, evictions: 0, idleEvictions: 0 };
+  private readonly counts = { hits: 0, uncacheable: 0, evictions: 0, idleEvictions: 0 };
 
   constructor(
     private readonly maxBytes: number,
@@ -88,31 +89,14 @@ export class SegmentCache {
       this.counts.hits++;
       return hit;
     }
-    const pending = this.filling.get(path);
-    if (pending !== undefined) {
-      this.counts.sharedFills++;
-      return { pending, shared: true };
-    }
-    this.counts.fills++;
-    const started = fill(path).then(
-      (segment) => {
-        this.filling.delete(path);
-        if (segment === null || !segment.cacheable || segment.body.length > this.maxEntryBytes) this.counts.uncacheable++;
-        else this.store(path, segment);
-        return segment;
-      },
-      () => {
-        this.filling.delete(path);
-        this.counts.uncacheable++;
-        return null;
-      },
-    );
-    this.filling.set(path, started);
-    return { pending: started, shared: false };
+    return this.fills.join(path, fill, (segment) => {
+      if (segment === null || !segment.cacheable || segment.body.length > this.maxEntryBytes) this.counts.uncacheable++;
+      else this.store(path, segment);
+    });
   }
 
   stats(): SegmentCacheStats {
-    return { ...this.counts, entries: this.entries.size, bytes: this.bytes };
+    return { ...this.counts, sharedFills: this.fills.sharedFills, fills: this.fills.fills, entries: this.entries.size, bytes: this.bytes };
   }
 
   clear(): void {
