@@ -5,22 +5,11 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { makeTempDir } from '../../common/testing/processes.ts';
 import { parseMediaPlaylist } from '../src/hls/media-playlist.ts';
-import type { MuxerSegment } from '../src/hls/muxer-run.ts';
 import { endAbandonedPlaylists, StreamPlaylist } from '../src/hls/stream-playlist.ts';
 
-const silent = pino({ level: 'silent' });
+import { fakeRun } from './support/fake-muxer-run.ts';
 
-async function fakeRun(workDir: string, run: string, count: number, duration = 1): Promise<MuxerSegment[]> {
-  await mkdir(workDir, { recursive: true });
-  await writeFile(path.join(workDir, `${run}-init.mp4`), `init ${run}`);
-  const out: MuxerSegment[] = [];
-  for (let i = 0; i < count; i++) {
-    const name = `${run}-${i}.m4s`;
-    await writeFile(path.join(workDir, name), `segment ${run} ${i}`);
-    out.push({ run, index: i, name, workPath: path.join(workDir, name), duration, initName: `${run}-init.mp4`, initWorkPath: path.join(workDir, `${run}-init.mp4`), startedAt: null, afterGap: false });
-  }
-  return out;
-}
+const silent = pino({ level: 'silent' });
 
 test('slides a window, deletes only after the grace, continues across runs with a discontinuity', async (t) => {
   const temp = await makeTempDir('playlist');
