@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { signPlaybackToken } from '../common/src/playback-token.ts';
 import { waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, waitForSegments, type Stack } from '../common/testing/stack.ts';
+import { launchChromium } from '../common/testing/browser.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SECRET = 'e2e-playback-secret-0123456789abcdef';
 const TTL_S = 20; // room to start playing on a busy machine before it expires
 
@@ -23,11 +23,7 @@ before(async () => {
   const key = await createStream(stack, 'briefing');
   publisher = publish(stack.publishUrl('briefing', key));
   await waitForSegments(stack, 'briefing', 3);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--autoplay-policy=no-user-gesture-required'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { REPO_ROOT, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, type Stack } from '../common/testing/stack.ts';
+import { launchChromium } from '../common/testing/browser.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
 
 let stack: Stack;
@@ -23,11 +23,7 @@ before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
   stack = await startStack({ webReplicas: 3, proxy: true });
   key = await createStream(stack, 'town-hall');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { archivedSessions, readArchive } from '../common/testing/archive.ts';
 import { REPO_ROOT, sleep, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, waitForSegments, type Stack } from '../common/testing/stack.ts';
+import { launchChromium } from '../common/testing/browser.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
 const STREAM = 'all-hands';
 
@@ -23,11 +23,7 @@ let publisher: ManagedProcess | null = null;
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
   stack = await startStack({ webReplicas: 2, proxy: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../common/testing/browser.ts';
 import { REPO_ROOT, sleep, startService, waitFor, waitForHttpOk, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, viewPlaylist, type Stack } from '../common/testing/stack.ts';
 
@@ -144,7 +144,7 @@ describe('viewer analytics', () => {
 
   test('the dashboard in Chromium shows the viewer count change', async () => {
     await mkdir(path.join(REPO_ROOT, 'test-artifacts'), { recursive: true });
-    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    const browser = await launchChromium();
     const viewers: Array<ReturnType<typeof startViewer>> = [];
     try {
       const page = await browser.newPage({ viewport: { width: 1366, height: 820 } });
