@@ -5,17 +5,21 @@
  * samples each process's RSS (/proc/PID/status VmRSS) and open fds (/proc/PID/fd), the V8 heap and
  * segment-cache bytes of the Node services (their /metrics), the ffmpeg processes that are children
  * of ingest (/proc/∗/stat ppid), and the viewers' window (requests, failures, stalls). At the end:
- * a verdict per process (RSS and fd growth from the median of the first 5 minutes to the median of
- * the last 5 minutes; for runs shorter than 10 minutes, first half against second half), and the
- * ffmpeg processes left behind once the stack has stopped (command line pointing into its temp folder).
+ * a verdict per process and the ffmpeg processes left behind once the stack has stopped (command line
+ * pointing into its temp folder). The verdict is on the second half of the run (the steady state):
+ * the least-squares trend of RSS minus the process's bounded caches (segment caches; monitoring's
+ * DuckDB memory, capped by DUCKDB_MEMORY_LIMIT) over the second half, which a leak keeps climbing and
+ * warm-up (JIT, allocator arenas, pools) does not. The growth from the first to the last 5 minutes
+ * (medians; halves for runs under 10 minutes) is printed beside it, warm-up included.
+ * Results: bench/results/soak.{json,md}.
  *
  *   SOAK_MINUTES=30 node --import tsx bench/soak.ts      (or BENCH=soak npm run bench)
  *
  * Environment: SOAK_MINUTES (30), SOAK_VIEWERS (100), SOAK_SAMPLE_S (30).
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { sleep, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, waitForSegments, type Stack } from '../common/testing/stack.ts';
 import { FleetProcess } from '../loadtest/node/fleet-process.ts';
@@ -35,8 +39,10 @@ interface ProcessSample {
   fds: number;
   /** V8 heap in use (Node services, from /metrics); null otherwise */
   heapBytes: number | null;
-  /** bytes held by the service's segment cache (web, proxy); null otherwise */
+  /** bytes held by the service's bounded cache (web, proxy: segment cache; monitoring: DuckDB); null otherwise */
   cacheBytes: number | null;
+  /** memory of C++ objects bound to JS, Buffers included (Node services); null otherwise */
+  externalBytes: number | null;
 }
 
 interface Sample {
@@ -54,6 +60,9 @@ export interface SoakVerdict {
   rssGrowthMB: number;
   cacheGrowthMB: number | null;
   heapGrowthMB: number | null;
+  externalGrowthMB: number | null;
+  /** RSS minus cache over the second half: least-squares trend × the half's duration */
+  steadyTrendMB: number;
   fdsFirst: number;
   fdsLast: number;
   verdict: string;
@@ -118,10 +127,11 @@ async function metrics(url: string, names: readonly string[]): Promise<Record<st
 
 async function sampleProcess(pid: number, metricsUrl: string | null, cacheMetric: string | null): Promise<ProcessSample | null> {
   try {
-    const sample: ProcessSample = { pid, rssBytes: await rssBytes(pid), fds: await openFds(pid), heapBytes: null, cacheBytes: null };
+    const sample: ProcessSample = { pid, rssBytes: await rssBytes(pid), fds: await openFds(pid), heapBytes: null, cacheBytes: null, externalBytes: null };
     if (metricsUrl) {
-      const m = await metrics(metricsUrl, ['nodejs_heap_size_used_bytes', ...(cacheMetric ? [cacheMetric] : [])]).catch(() => ({}) as Record<string, number>);
+      const m = await metrics(metricsUrl, ['nodejs_heap_size_used_bytes', 'nodejs_external_memory_bytes', ...(cacheMetric ? [cacheMetric] : [])]).catch(() => ({}) as Record<string, number>);
       sample.heapBytes = m.nodejs_heap_size_used_bytes ?? null;
+      sample.externalBytes = m.nodejs_external_memory_bytes ?? null;
       if (cacheMetric) sample.cacheBytes = m[cacheMetric] ?? null;
     }
     return sample;
@@ -160,7 +170,7 @@ export async function benchSoak(): Promise<SoakResult> {
       { name: 'ingest', pid: () => stack.ingest.pid, metricsUrl: stack.controlUrl, cacheMetric: null },
       ...stack.webs.map((w) => ({ name: w.process.name, pid: () => w.process.pid, metricsUrl: w.url, cacheMetric: 'web_segment_cache_bytes' })),
       { name: 'proxy', pid: () => stack.proxy!.pid, metricsUrl: stack.proxyUrl, cacheMetric: 'onair_proxy_segment_cache_bytes' },
-      { name: 'monitoring', pid: () => stack.monitoring!.process.pid, metricsUrl: stack.monitoring!.url, cacheMetric: null },
+      { name: 'monitoring', pid: () => stack.monitoring!.process.pid, metricsUrl: stack.monitoring!.url, cacheMetric: 'onair_monitoring_store_memory_bytes' },
       { name: 'publisher', pid: () => publisher!.pid, metricsUrl: null, cacheMetric: null },
       { name: 'loadgen', pid: () => fleet!.pid, metricsUrl: null, cacheMetric: null },
     ];
@@ -181,6 +191,7 @@ export async function benchSoak(): Promise<SoakResult> {
         rssBytes: muxers.reduce((s, m) => s + (m?.rssBytes ?? 0), 0),
         fds: muxers.reduce((s, m) => s + (m?.fds ?? 0), 0),
         heapBytes: null,
+        externalBytes: null,
         cacheBytes: null,
       };
       const stored = await metrics(stack.monitoring!.url, ['onair_monitoring_records_stored_total']).catch(() => ({}) as Record<string, number>);
@@ -229,7 +240,7 @@ export async function benchSoak(): Promise<SoakResult> {
     };
     const edge = EDGE_MS >= 5 * 60_000 ? 'first 5 min vs last 5 min' : `first ${f(EDGE_MS / 60_000, 1)} min vs last ${f(EDGE_MS / 60_000, 1)} min`;
     console.log(`\nverdicts (medians, ${edge}; "beyond cache" = RSS growth minus the segment cache's own growth, which is bounded by its budget):`);
-    console.table(Object.fromEntries(verdicts.map((v) => [v.process, { 'RSS first MB': f(v.rssFirstMB, 1), 'RSS last MB': f(v.rssLastMB, 1), 'RSS growth MB': f(v.rssGrowthMB, 1), 'cache growth MB': f(v.cacheGrowthMB, 1), 'heap growth MB': f(v.heapGrowthMB, 1), 'fds first': v.fdsFirst, 'fds last': v.fdsLast, verdict: v.verdict }])));
+    console.table(Object.fromEntries(verdicts.map((v) => [v.process, { 'RSS first MB': f(v.rssFirstMB, 1), 'RSS last MB': f(v.rssLastMB, 1), 'cache growth MB': f(v.cacheGrowthMB, 1), 'heap growth MB': f(v.heapGrowthMB, 1), 'external growth MB': f(v.externalGrowthMB, 1), '2nd-half trend MB': f(v.steadyTrendMB, 1), 'fds first': v.fdsFirst, 'fds last': v.fdsLast, verdict: v.verdict }])));
     const muxerCounts = [...new Set(result.ingestFfmpegCounts)].sort();
     console.log(`viewers: ${totals.requests} requests, ${totals.failedRequests} failed${totals.failedRequests ? ` ${JSON.stringify(totals.errors)}` : ''}, ${totals.stalls} stalls`);
     console.log(`ffmpeg children of ingest per sample: ${muxerCounts.join(', ')} (one stream: 1 expected)`);
@@ -241,12 +252,30 @@ export async function benchSoak(): Promise<SoakResult> {
         /* already gone */
       }
     }
+    const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
+    await mkdir(resultsDir, { recursive: true });
+    await writeFile(path.join(resultsDir, 'soak.json'), `${JSON.stringify({ ...result, samples: samples.length, series: samples }, null, 1)}\n`);
+    await writeFile(path.join(resultsDir, 'soak.md'), soakMarkdown(result));
     return result;
   } finally {
     await fleet?.stop().catch(() => {});
     await publisher?.stop();
     if (!stopped) await stack.stop();
   }
+}
+
+/** Least-squares slope of y over x (per unit of x); NaN with fewer than 3 points. */
+function slope(points: Array<[number, number]>): number {
+  if (points.length < 3) return NaN;
+  const mx = points.reduce((a, [x]) => a + x, 0) / points.length;
+  const my = points.reduce((a, [, y]) => a + y, 0) / points.length;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return den === 0 ? NaN : num / den;
 }
 
 function verdictOf(name: string, samples: Sample[]): SoakVerdict {
@@ -262,16 +291,22 @@ function verdictOf(name: string, samples: Sample[]): SoakVerdict {
   const rssLast = median(last.map((p) => p.rssBytes)) / MB;
   const cacheGrowth = growth((p) => p.cacheBytes);
   const heapGrowth = growth((p) => p.heapBytes);
+  const externalGrowth = growth((p) => p.externalBytes);
   const fdsFirst = median(first.map((p) => p.fds));
   const fdsLast = median(last.map((p) => p.fds));
   const rssGrowth = rssLast - rssFirst;
   const beyondCache = rssGrowth - (cacheGrowth ?? 0);
+  // The steady state: RSS minus the bounded cache over the second half of the run.
+  const secondHalf = samples.filter((s) => s.atMs >= end / 2 && s.processes[name]);
+  const halfMs = end - (secondHalf[0]?.atMs ?? end);
+  const steadyTrend = (slope(secondHalf.map((s) => [s.atMs, (s.processes[name]!.rssBytes - (s.processes[name]!.cacheBytes ?? 0)) / MB])) * halfMs) || 0;
   const problems: string[] = [];
   if (first.length === 0 || last.length === 0) problems.push('not sampled at both ends');
   if (samples.some((s) => !s.processes[name])) problems.push(`gone in ${samples.filter((s) => !s.processes[name]).length} samples`);
-  // Generous: a few MB of JIT code, allocator arenas and pool sizes settle in the first minutes.
-  if (beyondCache > Math.max(20, 0.15 * rssFirst)) problems.push(`RSS +${beyondCache.toFixed(0)} MB beyond cache`);
+  // A leak keeps climbing in the second half; a few MB of noise (allocator, GC timing) does not count.
+  if (steadyTrend > Math.max(5, 0.03 * rssFirst)) problems.push(`RSS beyond cache still climbing: +${steadyTrend.toFixed(1)} MB over the second half`);
   if (fdsLast - fdsFirst > 5) problems.push(`fds +${fdsLast - fdsFirst}`);
+  const signed = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(1)}`;
   return {
     process: name,
     rssFirstMB: rssFirst,
@@ -279,10 +314,27 @@ function verdictOf(name: string, samples: Sample[]): SoakVerdict {
     rssGrowthMB: rssGrowth,
     cacheGrowthMB: cacheGrowth,
     heapGrowthMB: heapGrowth,
+    externalGrowthMB: externalGrowth,
+    steadyTrendMB: steadyTrend,
     fdsFirst,
     fdsLast,
-    verdict: problems.length === 0 ? `stable (${beyondCache >= 0 ? '+' : ''}${beyondCache.toFixed(1)} MB beyond cache, fds ${fdsLast - fdsFirst >= 0 ? '+' : ''}${fdsLast - fdsFirst})` : `CHECK: ${problems.join(', ')}`,
+    verdict: problems.length === 0 ? `flat (second half ${signed(steadyTrend)} MB beyond cache; first→last ${signed(beyondCache)} MB; fds ${signed(fdsLast - fdsFirst).replace('.0', '')})` : `CHECK: ${problems.join(', ')}`,
   };
+}
+
+/** bench/results/soak.md: the run's figures as a table. */
+function soakMarkdown(result: SoakResult): string {
+  const cell = (v: number | null, digits = 1): string => f(v, digits);
+  return [
+    `# Soak: ${result.viewers} viewers for ${result.minutes} min (${new Date().toISOString()})`,
+    '',
+    `${result.requests} viewer requests, ${result.failedRequests} failed, ${result.stalls} stalls; ffmpeg children of ingest per sample: ${[...new Set(result.ingestFfmpegCounts)].join(', ')}; orphaned ffmpeg after stop: ${result.orphanedFfmpeg.length}`,
+    '',
+    '| process | RSS first → last MB | cache growth MB | heap growth MB | external growth MB | second-half trend beyond cache MB | fds | verdict |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...result.verdicts.map((v) => `| ${v.process} | ${cell(v.rssFirstMB)} → ${cell(v.rssLastMB)} | ${cell(v.cacheGrowthMB)} | ${cell(v.heapGrowthMB)} | ${cell(v.externalGrowthMB)} | ${cell(v.steadyTrendMB)} | ${v.fdsFirst} → ${v.fdsLast} | ${v.verdict} |`),
+    '',
+  ].join('\n');
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {

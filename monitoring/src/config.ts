@@ -22,6 +22,8 @@ export const monitoringConfigSchema = z.object({
   /** How often the dashboard and the live snapshot are refreshed (≤ 2 s). */
   REFRESH_MS: z.coerce.number().int().min(200).max(2000).default(1000),
   RETENTION_DAYS: z.coerce.number().positive().default(30),
+  /** Embedded store: DuckDB's memory_limit (its buffer pool grows up to this; DuckDB's own default is 80 % of RAM). */
+  DUCKDB_MEMORY_LIMIT: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'a size such as 512MB or 1GB').default('512MB'),
   /** The proxy's base URL, for its backend table (admin API, same ops token). */
   PROXY_URL: env.optionalString(),
   OPS_TOKEN: z.string().min(12, 'the ops token must be at least 12 characters'),

@@ -8,12 +8,13 @@ import { createMonitoringMetrics } from './metrics.ts';
 import { AckAfterStoreServer } from './receiver/ack-after-store-server.ts';
 import { RecordIntake } from './receiver/record-intake.ts';
 import { createAccessStore } from './store-factory.ts';
+import { DuckDbAccessStore } from './store/duckdb-store.ts';
 
 const config = loadConfigOrExit(() => loadMonitoringConfig());
 const logger = createLogger('monitoring', config.LOG_LEVEL);
 const registry = createMetricsRegistry('monitoring', config.INSTANCE);
-const metrics = createMonitoringMetrics(registry);
 const store = createAccessStore(config, logger);
+const metrics = createMonitoringMetrics(registry, store instanceof DuckDbAccessStore ? () => store.memoryBytes() : null);
 const intake = new RecordIntake(store, metrics, logger);
 const receiver =
   config.FLUENT_RECEIVER === 'on'

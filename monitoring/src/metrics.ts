@@ -2,7 +2,21 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export type MonitoringMetrics = ReturnType<typeof createMonitoringMetrics>;
 
-export function createMonitoringMetrics(registry: Registry) {
+/** Reads the embedded database's own memory (null: the store has none, e.g. Elasticsearch). */
+export type StoreMemoryReader = (() => Promise<number>) | null;
+
+export function createMonitoringMetrics(registry: Registry, storeMemory: StoreMemoryReader = null) {
+  if (storeMemory) {
+    // Read at scrape time: RSS growth of monitoring is mostly DuckDB's buffer pool (bounded by DUCKDB_MEMORY_LIMIT).
+    new Gauge({
+      name: 'onair_monitoring_store_memory_bytes',
+      help: 'Memory the embedded database holds (duckdb_memory(): buffer pool and other allocations)',
+      registers: [registry],
+      async collect() {
+        this.set(await storeMemory().catch(() => 0));
+      },
+    });
+  }
   return {
     recordsReceived: new Counter({ name: 'onair_monitoring_records_received_total', help: 'Access records received', registers: [registry] }),
     recordsStored: new Counter({ name: 'onair_monitoring_records_stored_total', help: 'Access records newly stored', registers: [registry] }),

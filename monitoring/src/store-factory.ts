@@ -17,5 +17,5 @@ export function createAccessStore(config: MonitoringConfig, logger: Logger): Acc
     });
   }
   void logger;
-  return new DuckDbAccessStore({ path: path.join(config.DATA_DIR, 'monitoring', 'access.duckdb') });
+  return new DuckDbAccessStore({ path: path.join(config.DATA_DIR, 'monitoring', 'access.duckdb'), memoryLimit: config.DUCKDB_MEMORY_LIMIT });
 }

@@ -66,6 +66,8 @@ test('records sent with acknowledgements are stored once and counted as viewers'
   assert.equal(value('onair_monitoring_records_stored_total'), 200);
   assert.equal(value('onair_monitoring_records_duplicate_total'), 50);
   assert.match(metrics, /onair_monitoring_records_rejected_total\{stage="validation"[^}]*\} 1/);
+  // The embedded database's own memory is visible (the soak attributes monitoring's RSS with it).
+  assert.ok(value('onair_monitoring_store_memory_bytes') > 0, 'DuckDB memory is reported');
 
   const streams = await waitFor('viewers in the API', async () => {
     const res = await fetch(`http://127.0.0.1:${port}/api/streams`, { headers: { authorization: `Bearer ${TOKEN}` } });

@@ -166,6 +166,14 @@ export class DuckDbAccessStore implements AccessStore {
     return this.options.path;
   }
 
+  /** Memory DuckDB holds now (buffer pool and its other allocations), from duckdb_memory(): for /metrics. */
+  async memoryBytes(): Promise<number> {
+    if (!this.reader) return 0;
+    const reader = this.reader;
+    const rows = await this.reads.run(async () => (await reader.runAndReadAll('SELECT sum(memory_usage_bytes) FROM duckdb_memory()')).getRows());
+    return num(rows[0]?.[0]);
+  }
+
   open(): Promise<void> {
     this.opening ??= this.doOpen().catch((err: unknown) => {
       this.opening = null;
