@@ -105,7 +105,8 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
   // The demo broadcasts as long as onair runs and every broadcast is recorded: cap the local archive
   // unless the operator chose a retention.
   const localRetention: Record<string, string> = env.ARCHIVE_MAX_GB || env.ARCHIVE_MAX_AGE_HOURS ? {} : { ARCHIVE_MAX_GB: String(LOCAL_ARCHIVE_MAX_GB) };
-  const ingest = node('ingest', 'ingest', { RTMP_PORT: String(rtmpPort), CONTROL_PORT: String(controlPort), ...localRetention });
+  // Retention asks monitoring who watches a recording before deleting it (OPS_TOKEN is in `common`).
+  const ingest = node('ingest', 'ingest', { RTMP_PORT: String(rtmpPort), CONTROL_PORT: String(controlPort), MONITORING_URL: `http://127.0.0.1:${monitoringPort}`, ...localRetention });
   const webs = webPorts.map((port, i) => node(`web-${i + 1}`, 'web', { WEB_PORT: String(port), INSTANCE: `web-${i + 1}`, ...shipping }));
   const proxy = node('proxy', 'proxy', {
     PROXY_PORT: String(proxyPort),

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
-import { DEFAULT_DATA_DIR, DEFAULT_MEDIA_DIR, env, parseEnv } from '../../common/src/config.ts';
+import { DEFAULT_DATA_DIR, DEFAULT_MEDIA_DIR, emptyAsUnset, env, parseEnv } from '../../common/src/config.ts';
 
 export const ingestConfigSchema = z.object({
   RTMP_HOST: env.host('0.0.0.0'),
@@ -33,6 +33,18 @@ export const ingestConfigSchema = z.object({
   ARCHIVE_MAX_GB: z.coerce.number().min(0).default(0),
   /** How often retention runs (and once at start). */
   ARCHIVE_RETENTION_INTERVAL_MS: z.coerce.number().int().min(1000).default(600_000),
+  /**
+   * on: retention asks monitoring (MONITORING_URL, OPS_TOKEN) which recordings were watched within
+   * ARCHIVE_WATCH_WINDOW_SECONDS, keeps those, and deletes no recording in a round monitoring cannot
+   * answer. off: deletes by age and size alone (for installations without monitoring).
+   */
+  ARCHIVE_WATCH_CHECK: z.enum(['on', 'off']).default('on'),
+  /** A recording whose files were requested this recently is being watched (generous: a paused player asks nothing). */
+  ARCHIVE_WATCH_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(1800),
+  /** monitoring's base URL (its /api, with OPS_TOKEN): who watches recordings. */
+  MONITORING_URL: z.preprocess(emptyAsUnset, z.string().url('MONITORING_URL must be a URL such as http://127.0.0.1:9000').default('http://127.0.0.1:9000')),
+  /** The ops credential: authenticates uploads and ingest's calls to the monitoring API. */
+  OPS_TOKEN: z.preprocess(emptyAsUnset, z.string().min(12, 'the ops token must be at least 12 characters (the same rule as monitoring)').optional()),
   INSTANCE: z.string().min(1).default(`ingest-${os.hostname()}`),
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(15_000),

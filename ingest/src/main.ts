@@ -8,6 +8,7 @@ import { createLogger, flushLogger } from '../../common/src/logger.ts';
 import { ingestStateFile, liveRoot } from '../../common/src/media-layout.ts';
 import { createMetricsRegistry } from '../../common/src/ops-endpoints.ts';
 import { applyRetention, endAbandonedArchives } from './archive/archive-maintenance.ts';
+import { RecordingWatchers } from './archive/recording-watchers.ts';
 import { BroadcastManager } from './broadcasts.ts';
 import { loadIngestConfig } from './config.ts';
 import { createControlServer } from './control-server.ts';
@@ -87,6 +88,11 @@ async function checkFfmpeg(): Promise<string> {
 
 let retentionTimer: NodeJS.Timeout | null = null;
 let retentionRunning = false;
+/** Who watches recordings (monitoring); null with ARCHIVE_WATCH_CHECK=off. */
+const recordingWatchers =
+  config.ARCHIVE_WATCH_CHECK === 'on'
+    ? new RecordingWatchers({ monitoringUrl: config.MONITORING_URL, opsToken: config.OPS_TOKEN, windowSeconds: config.ARCHIVE_WATCH_WINDOW_SECONDS })
+    : null;
 
 /** Background retention pass; never overlaps itself, never fails the service. */
 function runRetention(): void {
@@ -99,6 +105,9 @@ function runRetention(): void {
     recording: () => broadcasts.recordingSessions(),
     logger,
     onDeleted: (reason) => metrics.archiveSessionsDeleted.inc({ reason }),
+    watchers: recordingWatchers,
+    onKept: (reason) => metrics.archiveSessionsKeptWatched.inc({ reason }),
+    onDeferred: (reason) => metrics.archiveRetentionDeferred.inc({ reason }),
   })
     .catch((err: unknown) => {
       logger.error({ err }, 'archive retention failed');
@@ -117,6 +126,10 @@ async function start(): Promise<void> {
   await endAbandonedPlaylists(liveRoot(config.MEDIA_DIR), logger);
   await endAbandonedArchives(config.MEDIA_DIR, logger).catch((err: unknown) => logger.error({ err }, 'could not check the archive for open recordings'));
   if (config.ARCHIVE_MAX_AGE_HOURS > 0 || config.ARCHIVE_MAX_GB > 0) {
+    const watchCheck = { watchCheck: config.ARCHIVE_WATCH_CHECK, monitoringUrl: config.MONITORING_URL, windowSeconds: config.ARCHIVE_WATCH_WINDOW_SECONDS };
+    if (!recordingWatchers) logger.warn(watchCheck, 'recording retention without a watch check (ARCHIVE_WATCH_CHECK=off): a recording may be deleted while someone watches it');
+    else if (!config.OPS_TOKEN) logger.warn(watchCheck, 'recording retention cannot ask monitoring without OPS_TOKEN: no recording will be deleted (set OPS_TOKEN, or ARCHIVE_WATCH_CHECK=off)');
+    else logger.info(watchCheck, 'recording retention keeps recordings being watched (asks monitoring)');
     runRetention();
     retentionTimer = setInterval(runRetention, config.ARCHIVE_RETENTION_INTERVAL_MS);
     retentionTimer.unref();

@@ -33,6 +33,8 @@ export function createIngestMetrics(registry: Registry, sources?: IngestMetricSo
     archiveSegments: new Counter({ name: 'onair_ingest_archive_segments_total', help: 'Segments added to broadcast recordings', registers: [registry] }),
     archiveErrors: new Counter({ name: 'onair_ingest_archive_errors_total', help: 'Recording writes that failed (the live stream is not affected), by operation', labelNames: ['op'], registers: [registry] }),
     archiveSessionsDeleted: new Counter({ name: 'onair_ingest_archive_sessions_deleted_total', help: 'Recordings deleted by retention, by reason', labelNames: ['reason'], registers: [registry] }),
+    archiveSessionsKeptWatched: new Counter({ name: 'onair_ingest_archive_sessions_kept_watched_total', help: 'Recordings due for deletion (reason: age or size) kept because they were watched within ARCHIVE_WATCH_WINDOW_SECONDS, per round', labelNames: ['reason'], registers: [registry] }),
+    archiveRetentionDeferred: new Counter({ name: 'onair_ingest_archive_retention_deferred_total', help: 'Retention rounds that deleted nothing because monitoring could not say who watches recordings, by reason', labelNames: ['reason'], registers: [registry] }),
     mediaDiskFull: new Gauge({ name: 'onair_ingest_media_disk_full', help: '1 while writes to MEDIA_DIR fail for lack of space', registers: [registry] }),
     mediaFreeBytes: new Gauge({
       name: 'onair_ingest_media_free_bytes',

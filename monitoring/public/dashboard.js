@@ -189,6 +189,36 @@
     $('#pipeline').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
   }
 
+  // Replays being watched (GET /api/recordings: files of /archive/<stream>/<session>/ requested
+  // within the viewer window). Polled, not pushed: it is not part of the per-second overview.
+  const RECORDINGS_POLL_MS = 5000;
+  async function refreshRecordings() {
+    const body = $('#recordings tbody');
+    try {
+      const res = await fetch('/api/recordings', { credentials: 'same-origin' });
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      const answer = await res.json();
+      state.recordings = answer.recordings;
+      body.replaceChildren(
+        ...(answer.recordings.length
+          ? answer.recordings.map((r) =>
+              el('tr', { 'data-recording': r.stream + '/' + r.session }, [
+                el('td', { text: r.stream }),
+                el('td', { text: r.session }),
+                el('td', { text: fmt.int(r.viewers.ips) }),
+                el('td', { text: fmt.int(r.viewers.sessions) }),
+                el('td', { text: fmt.time(r.lastRequestAt) }),
+              ]),
+            )
+          : [el('tr', {}, [el('td', { colspan: '5', text: 'nobody watched a recording in the last ' + answer.windowSeconds + ' s' })])]),
+      );
+    } catch (err) {
+      body.replaceChildren(el('tr', {}, [el('td', { colspan: '5', text: 'unavailable (' + err.message + ')' })]));
+    }
+  }
+  refreshRecordings();
+  setInterval(refreshRecordings, RECORDINGS_POLL_MS);
+
   let retry = 500;
   function connect() {
     const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/api/live');

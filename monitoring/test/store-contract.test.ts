@@ -56,6 +56,7 @@ export function runAccessStoreContract(name: string, makeFixture: () => Promise<
         assert.equal(await store.count(), 0);
         assert.equal(await store.newestRecordTime(), null);
         assert.equal((await store.viewersNow(new Date(T0), 30 * SECOND)).size, 0);
+        assert.deepEqual(await store.recordingsWatched(new Date(T0), 30 * SECOND), []);
         const history = await store.viewerHistory('alpha', new Date(T0), new Date(T0 + 30 * SECOND), 10 * SECOND);
         assert.deepEqual(history, [0, 1, 2].map((i) => ({ t: new Date(T0 + i * 10 * SECOND), ips: 0, sessions: 0 })));
         assert.deepEqual(await store.traffic(null, 'proxy', new Date(T0), new Date(T0 + 60 * SECOND)), {
@@ -164,6 +165,77 @@ export function runAccessStoreContract(name: string, makeFixture: () => Promise<
         const bad = await store.insert([{ ...rec({ at: t }), refusal: 42 } as never, { ...rec({ at: t }), refusal: 'x'.repeat(65) }]);
         assert.equal(bad.inserted, 0);
         assert.match(bad.rejected[0]!.reason, /refusal/);
+      }));
+
+    test('recordingsWatched: requests for a recording\'s playlist and segments in (t - W, t], by (stream, session), read from the path', skip, () =>
+      withStore(async (store) => {
+        const rec = recordMaker('recwatch');
+        const t = T0 + 3600 * SECOND;
+        const W = 600 * SECOND;
+        const A = { stream: 'town-hall', session: '20250115-110000-abc123' };
+        const B = { stream: 'town-hall', session: '20250115-100000-def456' };
+        const C = { stream: 'q3_review', session: '20250114-090000-0f0f0f' };
+        const base = (r: { stream: string; session: string }) => `/archive/${r.stream}/${r.session}`;
+        // As web and proxy record them today: stream null, kind 'other'; the path names the recording.
+        const archive = (at: number, path: string, fields: Record<string, unknown> = {}) =>
+          rec({ at, path, stream: null, kind: 'other', ...fields });
+        const records = [
+          // A: three IPs, four sessions (two players behind 10.10.0.2); playlist, init, segments.
+          archive(t - 500 * SECOND, `${base(A)}/index.m3u8`, { client_ip: '10.10.0.1', session_id: 'a-1' }),
+          archive(t - 499 * SECOND, `${base(A)}/r1-init.mp4`, { client_ip: '10.10.0.1', session_id: 'a-1' }),
+          archive(t - 498 * SECOND, `${base(A)}/r1-17.m4s`, { client_ip: '10.10.0.1', session_id: 'a-1' }),
+          archive(t - 60 * SECOND, `${base(A)}/r1-18.m4s`, { client_ip: '10.10.0.2', session_id: 'a-2' }),
+          archive(t - 59 * SECOND, `${base(A)}/r1-19.m4s`, { client_ip: '10.10.0.2', session_id: 'a-3' }),
+          // The same viewer spelled as IPv4-mapped IPv6.
+          archive(t - 30 * SECOND, `${base(A)}/r1-20.m4s`, { client_ip: '::ffff:10.10.0.1', session_id: 'a-1' }),
+          // A newer sender may fill stream/kind: the path still decides. No session id: an IP only.
+          archive(t - 20 * SECOND, `${base(A)}/index.m3u8`, { stream: 'town-hall', kind: 'playlist', client_ip: '10.10.0.3', session_id: null }),
+          // A status other than a refusal still counts (as for live viewers); this is A's newest request.
+          archive(t - 10 * SECOND, `${base(A)}/r1-21.m4s`, { status: 404, client_ip: '10.10.0.2', session_id: 'a-4' }),
+          // A rendition folder of a ladder recording is the same recording.
+          archive(t - 40 * SECOND, `${base(A)}/720p/r1-20.m4s`, { client_ip: '10.10.0.2', session_id: 'a-3' }),
+          // B: the window edges. t - W is outside, t is inside (its newest request), t + 1 ms is outside.
+          archive(t - W, `${base(B)}/index.m3u8`, { client_ip: '10.11.0.1', session_id: 'b-1' }),
+          archive(t, `${base(B)}/index.m3u8`, { client_ip: '10.11.0.2', session_id: 'b-2' }),
+          archive(t - W + 1, `${base(B)}/a-1.ts`, { client_ip: '10.11.0.3', session_id: 'b-3' }),
+          archive(t + 1, `${base(B)}/index.m3u8`, { client_ip: '10.11.0.4', session_id: 'b-4' }),
+          // C: only before the window.
+          archive(t - W - 5 * SECOND, `${base(C)}/index.m3u8`, { client_ip: '10.12.0.1', session_id: 'c-1' }),
+          // Not watching A or B: the listing's thumbnail, non-media files, the web tier, refusals,
+          // the player page, live media, and paths that only look like a recording's.
+          archive(t - SECOND, `${base(B)}/thumbnail.jpg`, { client_ip: '10.19.0.1', session_id: 'x-1' }),
+          archive(t - SECOND, `${base(A)}/session.json`, { status: 404, client_ip: '10.19.0.2', session_id: 'x-2' }),
+          archive(t - SECOND, `${base(A)}/r1-22.m4s`, { tier: 'web', client_ip: '10.19.0.3', session_id: 'x-3' }),
+          archive(t - SECOND, `${base(A)}/index.m3u8`, { status: 403, refusal: 'token-expired', backend: null, client_ip: '10.19.0.4', session_id: 'x-4' }),
+          archive(t - SECOND, `${base(A)}/index.m3u8`, { status: 429, client_ip: '10.19.0.5', session_id: 'x-5' }),
+          archive(t - SECOND, `${base(A)}/index.m3u8`, { status: 401, client_ip: '10.19.0.6', session_id: 'x-6' }),
+          archive(t - SECOND, `/vod/${A.stream}/${A.session}`, { kind: 'page', client_ip: '10.19.0.7', session_id: 'x-7' }),
+          rec({ at: t - SECOND, kind: 'playlist', stream: 'town-hall', client_ip: '10.19.0.8', session_id: 'x-8' }),
+          archive(t - SECOND, '/archive/town-hall/not-a-session/index.m3u8', { client_ip: '10.19.0.9', session_id: 'x-9' }),
+          archive(t - SECOND, `${base(A)}/720p/sub/index.m3u8`, { client_ip: '10.19.0.10', session_id: 'x-10' }),
+          archive(t - SECOND, `/archive/Town-Hall/${A.session}/index.m3u8`, { client_ip: '10.19.0.11', session_id: 'x-11' }),
+          archive(t - SECOND, `/archive/${A.stream}/${A.session}/.r1-23.m4s.tmp`, { client_ip: '10.19.0.12', session_id: 'x-12' }),
+          archive(t - SECOND, `/archive/${A.stream}/${A.session}/index.m3u8/`, { client_ip: '10.19.0.13', session_id: 'x-13' }),
+          archive(t - SECOND, `/archive/${A.stream}%2F${A.session}/index.m3u8`, { client_ip: '10.19.0.14', session_id: 'x-14' }),
+          archive(t - SECOND, `/x/archive/${A.stream}/${A.session}/index.m3u8`, { client_ip: '10.19.0.15', session_id: 'x-15' }),
+        ];
+        assert.deepEqual(await store.insert(records), { inserted: records.length, duplicates: 0, rejected: [] });
+
+        assert.deepEqual(await store.recordingsWatched(new Date(t), W), [
+          { ...B, viewers: { ips: 2, sessions: 2 }, lastRequestAt: new Date(t) },
+          { ...A, viewers: { ips: 3, sessions: 4 }, lastRequestAt: new Date(t - 10 * SECOND) },
+        ]);
+        // A narrower window: A's requests of the last 45 s only; B's one at t.
+        assert.deepEqual(await store.recordingsWatched(new Date(t), 45 * SECOND), [
+          { ...B, viewers: { ips: 1, sessions: 1 }, lastRequestAt: new Date(t) },
+          { ...A, viewers: { ips: 3, sessions: 3 }, lastRequestAt: new Date(t - 10 * SECOND) },
+        ]);
+        // A wider one reaches C, which sorts first (by stream, then session).
+        assert.deepEqual((await store.recordingsWatched(new Date(t), W + 10 * SECOND)).map((r) => `${r.stream}/${r.session}`), [
+          `${C.stream}/${C.session}`, `${B.stream}/${B.session}`, `${A.stream}/${A.session}`,
+        ]);
+        // Once the window has passed, nobody watches.
+        assert.deepEqual(await store.recordingsWatched(new Date(t + W + 2), W), []);
       }));
 
     test('viewerHistory returns aligned, continuous buckets with zeros', skip, () =>

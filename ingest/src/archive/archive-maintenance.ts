@@ -1,6 +1,7 @@
 /**
  * Housekeeping of MEDIA_DIR/archive: closing recordings a crash left open, and retention.
- * Both only touch sessions that are not being recorded now.
+ * Both only touch sessions that are not being recorded now; retention also keeps recordings that
+ * are being watched (README "Recordings": retention).
  */
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import { writeFileAtomic } from '../../../common/src/atomic-file.ts';
 import type { Logger } from '../../../common/src/logger.ts';
 import { archiveRoot, isSessionId, PUBLIC_PLAYLIST, SESSION_FILE, type SessionInfo } from '../../../common/src/media-layout.ts';
 import { isStreamName } from '../../../common/src/stream-name.ts';
+import type { DeferReason, RecordingWatchers, WatchedRecording } from './recording-watchers.ts';
 
 export interface ArchivedSession {
   stream: string;
@@ -87,15 +89,38 @@ export interface RetentionOptions {
   maxBytes: number;
   /** `<stream>/<session>` of recordings in progress: never deleted. */
   recording: () => Set<string>;
+  /**
+   * Who watches recordings (monitoring, recording-watchers.ts): asked once per round, and only when
+   * something is due. A watched recording is kept; when the answer is not known, nothing is deleted
+   * this round. Absent or null = no watch check (ARCHIVE_WATCH_CHECK=off): age and size decide alone.
+   */
+  watchers?: Pick<RecordingWatchers, 'check'> | null;
   logger: Logger;
-  onDeleted?: (reason: 'age' | 'size') => void;
+  onDeleted?: (reason: RetentionReason) => void;
+  /** A recording due for deletion (by `reason`) that was kept because it is being watched. */
+  onKept?: (reason: RetentionReason) => void;
+  /** A round in which something was due but nothing was deleted: monitoring could not answer. */
+  onDeferred?: (reason: DeferReason) => void;
   now?: () => number;
 }
 
+export type RetentionReason = 'age' | 'size';
+
+interface EndedRecording extends ArchivedSession {
+  bytes: number;
+  ended: string;
+  endedAt: number;
+}
+
 /**
- * One retention pass: deletes ended recordings older than maxAgeHours (by end time), then the
- * oldest ended ones while the archive exceeds maxBytes. Nobody tracks who is watching a
- * recording: a viewer in the middle of one that gets deleted sees the player stop.
+ * One retention pass over ended recordings (recordings in progress are never touched):
+ * - older than maxAgeHours (by end time): deleted;
+ * - then, while the archive exceeds maxBytes, the oldest remaining ones: deleted;
+ * - except those being watched (opts.watchers): kept, logged, counted; a later round deletes them
+ *   once nobody has requested their files for the watch window. Under the size cap the next
+ *   oldest unwatched recording goes instead, so the cap still holds.
+ * - If watchers are configured but cannot answer (monitoring down, an error, no token), the round
+ *   deletes nothing (warn log, onDeferred): a replay must never be deleted mid-watch on a guess.
  * Sizes count each file once per archive (a segment still in the live window shares its blocks).
  */
 export async function applyRetention(options: RetentionOptions): Promise<ArchivedSession[]> {
@@ -103,33 +128,66 @@ export async function applyRetention(options: RetentionOptions): Promise<Archive
   if (maxAgeHours <= 0 && maxBytes <= 0) return [];
   const now = options.now?.() ?? Date.now();
   const recording = options.recording();
-  const deleted: ArchivedSession[] = [];
-  const candidates: Array<ArchivedSession & { bytes: number }> = [];
+  const aged: EndedRecording[] = [];
+  const ended: EndedRecording[] = [];
   let total = 0;
   for (const s of await listArchivedSessions(options.mediaDir)) {
     const bytes = maxBytes > 0 ? await folderBytes(s.dir) : 0;
-    const live = recording.has(`${s.stream}/${s.session}`);
-    const info = live ? null : await readSessionInfo(s.dir);
-    const endedAt = info?.ended ? Date.parse(info.ended) : NaN;
-    if (!live && maxAgeHours > 0 && Number.isFinite(endedAt) && now - endedAt > maxAgeHours * 3_600_000) {
-      await rm(s.dir, { recursive: true, force: true });
-      deleted.push(s);
-      options.onDeleted?.('age');
-      logger.info({ stream: s.stream, session: s.session, ended: info?.ended }, 'recording deleted: older than ARCHIVE_MAX_AGE_HOURS');
-      continue;
-    }
     total += bytes;
-    // Only finished recordings may go for space (a session.json with an end time).
-    if (!live && Number.isFinite(endedAt)) candidates.push({ ...s, bytes });
+    if (recording.has(`${s.stream}/${s.session}`)) continue;
+    // Only finished recordings may go (a session.json with an end time).
+    const info = await readSessionInfo(s.dir);
+    const endedAt = info?.ended ? Date.parse(info.ended) : NaN;
+    if (!Number.isFinite(endedAt)) continue;
+    const entry = { ...s, bytes, ended: info!.ended!, endedAt };
+    if (maxAgeHours > 0 && now - endedAt > maxAgeHours * 3_600_000) aged.push(entry);
+    else ended.push(entry);
   }
+  const agedBytes = aged.reduce((sum, r) => sum + r.bytes, 0);
+  const sizeDue = maxBytes > 0 && total - agedBytes > maxBytes && ended.length > 0;
+  if (aged.length === 0 && !sizeDue) return [];
+
+  // Something is due: who is watching? Asked once, just before deleting.
+  let watched = new Map<string, WatchedRecording>();
+  let windowSeconds: number | null = null;
+  if (options.watchers) {
+    const check = await options.watchers.check();
+    if (!check.ok) {
+      options.onDeferred?.(check.reason);
+      logger.warn(
+        { reason: check.reason, detail: check.detail, dueByAge: aged.length, overSizeCap: sizeDue, archiveBytes: total },
+        'recording retention deferred: monitoring cannot say who is watching, so nothing is deleted this round',
+      );
+      return [];
+    }
+    watched = check.watched;
+    windowSeconds = check.windowSeconds;
+  }
+  const keep = (r: EndedRecording, reason: RetentionReason): boolean => {
+    const viewers = watched.get(`${r.stream}/${r.session}`);
+    if (!viewers) return false;
+    options.onKept?.(reason);
+    logger.info(
+      { stream: r.stream, session: r.session, due: reason, ips: viewers.ips, sessions: viewers.sessions, lastRequestAt: viewers.lastRequestAt, windowSeconds },
+      'recording kept: being watched (requested within ARCHIVE_WATCH_WINDOW_SECONDS)',
+    );
+    return true;
+  };
+
+  const deleted: ArchivedSession[] = [];
+  const remove = async (r: EndedRecording, reason: RetentionReason): Promise<void> => {
+    await rm(r.dir, { recursive: true, force: true });
+    total -= r.bytes;
+    deleted.push({ stream: r.stream, session: r.session, dir: r.dir });
+    options.onDeleted?.(reason);
+    if (reason === 'age') logger.info({ stream: r.stream, session: r.session, ended: r.ended }, 'recording deleted: older than ARCHIVE_MAX_AGE_HOURS');
+    else logger.info({ stream: r.stream, session: r.session, bytes: r.bytes }, 'recording deleted: archive larger than ARCHIVE_MAX_GB');
+  };
+  for (const r of aged) if (!keep(r, 'age')) await remove(r, 'age');
   if (maxBytes > 0) {
-    for (const s of candidates) {
+    for (const r of ended) {
       if (total <= maxBytes) break;
-      await rm(s.dir, { recursive: true, force: true });
-      total -= s.bytes;
-      deleted.push(s);
-      options.onDeleted?.('size');
-      logger.info({ stream: s.stream, session: s.session, bytes: s.bytes }, 'recording deleted: archive larger than ARCHIVE_MAX_GB');
+      if (!keep(r, 'size')) await remove(r, 'size');
     }
   }
   return deleted;

@@ -4,6 +4,9 @@
  *   GET /api/streams                         the overview (same data the dashboard shows)
  *   GET /api/streams/<stream>/history?minutes=N | ?from=ISO&to=ISO   viewers over time
  *   GET /api/pipeline                        lag and record counters
+ *   GET /api/recordings[?seconds=N]          recordings whose files were requested in the last N s
+ *                                            (default: the viewer window), with distinct viewers;
+ *                                            ingest's retention asks this before deleting one
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
@@ -19,6 +22,8 @@ export interface ApiContext {
 }
 
 const MAX_RANGE_MS = 90 * 24 * 3600_000;
+/** Longest window /api/recordings accepts: a day (each question reads the window's records). */
+export const MAX_RECORDINGS_WINDOW_SECONDS = 86_400;
 
 export async function handleApi(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams, ctx: ApiContext): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, 'method_not_allowed', 'the API is read-only: use GET');
@@ -62,5 +67,29 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, path:
     const lag = { newestRecordAt: newest?.toISOString() ?? null, lagMs: newest ? Math.max(0, now - newest.getTime()) : null };
     return sendJson(res, 200, { ...overview.pipeline, ...lag, counters });
   }
-  return sendError(res, 404, 'not_found', 'unknown API path: see /api/streams, /api/streams/<stream>/history, /api/pipeline');
+  if (path === '/api/recordings') {
+    let windowMs: number;
+    if (query.has('seconds')) {
+      const seconds = Number(query.get('seconds'));
+      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_RECORDINGS_WINDOW_SECONDS) {
+        return sendError(res, 400, 'bad_window', `seconds must be a number in (0, ${MAX_RECORDINGS_WINDOW_SECONDS}]`);
+      }
+      windowMs = Math.round(seconds * 1000);
+    } else {
+      windowMs = (await ctx.overview()).windowMs; // the viewer window W: "watching now"
+    }
+    const now = new Date();
+    const recordings = await ctx.store.recordingsWatched(now, windowMs);
+    return sendJson(
+      res,
+      200,
+      {
+        generatedAt: now.toISOString(),
+        windowSeconds: windowMs / 1000,
+        recordings: recordings.map((r) => ({ stream: r.stream, session: r.session, viewers: r.viewers, lastRequestAt: r.lastRequestAt.toISOString() })),
+      },
+      req.method === 'HEAD',
+    );
+  }
+  return sendError(res, 404, 'not_found', 'unknown API path: see /api/streams, /api/streams/<stream>/history, /api/pipeline, /api/recordings');
 }

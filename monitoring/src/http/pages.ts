@@ -38,6 +38,7 @@ export function dashboardPage(): string {
 <section class="panels">
 <div class="panel"><h2>Delivery backends</h2><table id="backends"><thead><tr><th>backend</th><th>state</th><th>in flight</th><th>requests</th></tr></thead><tbody></tbody></table></div>
 <div class="panel"><h2>Pipeline</h2><dl id="pipeline"></dl></div>
+<div class="panel"><h2>Recordings being watched</h2><table id="recordings"><thead><tr><th>stream</th><th>recording</th><th>unique IPs</th><th>sessions</th><th>last request</th></tr></thead><tbody></tbody></table></div>
 </section>
 </main>
 <script src="/monitor/assets/uPlot.iife.min.js"></script>

@@ -18,6 +18,13 @@
  *   epoch; a bucket's value is the distinct count of client_ip / session_id in that bucket.
  *   Buckets without records are returned with zeros (a continuous series from `from` to `to`).
  * - Traffic questions use records of one tier (argument), all kinds and statuses.
+ * - "Recordings being watched at t" (recordingsWatched): records with tier = VIEWER_COUNTING_TIER,
+ *   not refused (as above), any kind and stream field, whose `path` is a recording's media file,
+ *   `/archive/<stream>/<session>/[<rendition>/]<playlist or segment>` (recording-paths.ts: the recording is read
+ *   from the path, so records of every sender version qualify; today they carry stream null and
+ *   kind 'other'). `thumbnail.jpg` and anything else is not watching (the listing page shows
+ *   thumbnails). Grouped by (stream, session) over @timestamp in (t − windowMs, t]: distinct
+ *   client_ip, distinct non-null session_id, newest @timestamp; sorted by stream, then session.
  * Counts are exact (Elasticsearch: cardinality with precision_threshold 40000, exact below it).
  *   Precisely: Elastic documents counts below the threshold as "expected to be close to accurate"
  *   (HyperLogLog++ in its linear-counting phase; only a hash collision could merge two values),
@@ -42,6 +49,15 @@ export interface ViewerCount {
 export interface ViewerHistoryPoint extends ViewerCount {
   /** Bucket start. */
   t: Date;
+}
+
+/** One recording requested within a window: who, and when last. */
+export interface RecordingViewers {
+  stream: string;
+  session: string;
+  viewers: ViewerCount;
+  /** @timestamp of the newest counted request for its files. */
+  lastRequestAt: Date;
 }
 
 export interface TrafficSummary {
@@ -73,6 +89,9 @@ export interface AccessStore {
 
   /** Viewers per stream at `at`; streams with no viewer in the window are absent. */
   viewersNow(at: Date, windowMs: number): Promise<Map<string, ViewerCount>>;
+
+  /** Recordings whose playlist or segments were requested in (at − windowMs, at] (see above); empty when none. */
+  recordingsWatched(at: Date, windowMs: number): Promise<RecordingViewers[]>;
 
   /** Distinct viewers per bucket for one stream over [from, to). */
   viewerHistory(stream: string, from: Date, to: Date, bucketMs: number): Promise<ViewerHistoryPoint[]>;

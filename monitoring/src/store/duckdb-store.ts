@@ -34,7 +34,8 @@ import { DuckDBInstance, timestampValue } from '@duckdb/node-api';
 import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBValue } from '@duckdb/node-api';
 import { VIEWER_COUNTING_TIER } from '../../../common/src/access-record.ts';
 import type { AccessRecord } from '../../../common/src/access-record.ts';
-import { REFUSED_STATUSES, type AccessStore, type InsertResult, type TrafficSummary, type ViewerCount, type ViewerHistoryPoint } from './access-store.ts';
+import { REFUSED_STATUSES, type AccessStore, type InsertResult, type RecordingViewers, type TrafficSummary, type ViewerCount, type ViewerHistoryPoint } from './access-store.ts';
+import { ARCHIVE_PATH_PREFIX, RECORDING_MEDIA_PATH_RE2 } from './recording-paths.ts';
 import { bucketSeries, prepareBatch } from './record-validation.ts';
 import type { StoredAccessRecord } from './record-validation.ts';
 
@@ -119,6 +120,14 @@ function isPrimaryKeyViolation(err: unknown): boolean {
 /** The filter every viewer question shares (access-store.ts); refused requests are not viewers. */
 const VIEWER_FILTER = `tier = '${VIEWER_COUNTING_TIER}' AND kind IN ('playlist', 'segment') AND stream IS NOT NULL
   AND refusal IS NULL AND status NOT IN (${REFUSED_STATUSES.join(', ')})`;
+
+/**
+ * Requests for a recording's playlist or segments (access-store.ts): the same tier and refusal
+ * rules, the recording read from the path. The patterns are constants written into the SQL (DuckDB
+ * compiles a constant regexp once); starts_with first, so most rows never reach the regexp.
+ */
+const RECORDING_FILTER = `tier = '${VIEWER_COUNTING_TIER}' AND refusal IS NULL AND status NOT IN (${REFUSED_STATUSES.join(', ')})
+  AND starts_with(path, '${ARCHIVE_PATH_PREFIX}') AND regexp_full_match(path, '${RECORDING_MEDIA_PATH_RE2}')`;
 
 /** Runs async jobs one after another (DuckDB connections are used by one statement at a time). */
 class SerialQueue {
@@ -332,6 +341,26 @@ export class DuckDbAccessStore implements AccessStore {
     const result = new Map<string, ViewerCount>();
     for (const [stream, ips, sessions] of rows) result.set(String(stream), { ips: num(ips), sessions: num(sessions) });
     return result;
+  }
+
+  async recordingsWatched(at: Date, windowMs: number): Promise<RecordingViewers[]> {
+    const t = at.getTime();
+    const rows = await this.query(
+      `SELECT regexp_extract(path, '${RECORDING_MEDIA_PATH_RE2}', 1) AS rec_stream,
+              regexp_extract(path, '${RECORDING_MEDIA_PATH_RE2}', 2) AS rec_session,
+              count(DISTINCT client_ip), count(DISTINCT session_id), epoch_ms(max("@timestamp"))
+       FROM ${DUCKDB_ACCESS_TABLE}
+       WHERE ${RECORDING_FILTER} AND "@timestamp" > $1 AND "@timestamp" <= $2
+       GROUP BY rec_stream, rec_session
+       ORDER BY rec_stream, rec_session`,
+      [ts(t - windowMs), ts(t)],
+    );
+    return rows.map(([stream, session, ips, sessions, last]) => ({
+      stream: String(stream),
+      session: String(session),
+      viewers: { ips: num(ips), sessions: num(sessions) },
+      lastRequestAt: new Date(num(last)),
+    }));
   }
 
   async viewerHistory(stream: string, from: Date, to: Date, bucketMs: number): Promise<ViewerHistoryPoint[]> {

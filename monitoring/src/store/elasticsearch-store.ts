@@ -25,7 +25,8 @@ import { Client, errors } from '@elastic/elasticsearch';
 import type { estypes } from '@elastic/elasticsearch';
 import { VIEWER_COUNTING_TIER } from '../../../common/src/access-record.ts';
 import type { AccessRecord } from '../../../common/src/access-record.ts';
-import { REFUSED_STATUSES, type AccessStore, type InsertResult, type TrafficSummary, type ViewerCount, type ViewerHistoryPoint } from './access-store.ts';
+import { REFUSED_STATUSES, type AccessStore, type InsertResult, type RecordingViewers, type TrafficSummary, type ViewerCount, type ViewerHistoryPoint } from './access-store.ts';
+import { ARCHIVE_PATH_PREFIX, RECORDING_MEDIA_PATH_LUCENE } from './recording-paths.ts';
 import { bucketSeries, prepareBatch } from './record-validation.ts';
 import type { StoredAccessRecord } from './record-validation.ts';
 
@@ -36,6 +37,26 @@ export const DEFAULT_RETENTION_DAYS = 7;
 export const CARDINALITY_PRECISION_THRESHOLD = 40_000;
 /** Most streams one viewersNow answer holds; more raises an error instead of silently truncating. */
 const MAX_STREAMS = 10_000;
+/** Most recordings one recordingsWatched answer holds; more raises an error, as for streams. */
+const MAX_RECORDINGS = 10_000;
+
+/**
+ * A runtime field of the search request ("Define runtime fields in a search request"): the
+ * `<stream>/<session>` part of a recording request's path, for a terms aggregation. Only documents
+ * that matched the `regexp` query (RECORDING_MEDIA_PATH_LUCENE) reach it, so the path has the
+ * shape `/archive/<stream>/<session>/<file>` and plain string calls suffice (no Painless regex,
+ * which clusters may restrict with `script.painless.regex.enabled`).
+ */
+const RECORDING_RUNTIME_FIELD = 'onair_recording';
+const RECORDING_SCRIPT = `
+if (doc['path'].size() == 0) { return; }
+String p = doc['path'].value;
+int start = ${ARCHIVE_PATH_PREFIX.length};
+int slash = p.indexOf('/', start);
+if (slash < 0) { return; }
+int end = p.indexOf('/', slash + 1);
+if (end < 0) { return; }
+emit(p.substring(start, end));`;
 
 export function indexTemplateName(dataStream: string): string {
   return `${dataStream}-template`;
@@ -203,15 +224,19 @@ const viewerCountAggs = {
   sessions: { cardinality: { field: 'session_id', precision_threshold: CARDINALITY_PRECISION_THRESHOLD } },
 } satisfies Record<string, estypes.AggregationsAggregationContainer>;
 
-function viewerFilters(): estypes.QueryDslQueryContainer[] {
+/** Counting tier, refused requests left out (access-store.ts): shared by viewer and recording questions. */
+function countedRequestFilters(): estypes.QueryDslQueryContainer[] {
   return [
     { term: { tier: VIEWER_COUNTING_TIER } },
-    { terms: { kind: ['playlist', 'segment'] } },
-    { exists: { field: 'stream' } },
-    // Refused requests are not viewers (access-store.ts).
     { bool: { must_not: [{ exists: { field: 'refusal' } }, { terms: { status: [...REFUSED_STATUSES] } }] } },
   ];
 }
+
+function viewerFilters(): estypes.QueryDslQueryContainer[] {
+  return [...countedRequestFilters(), { terms: { kind: ['playlist', 'segment'] } }, { exists: { field: 'stream' } }];
+}
+
+interface RecordingBucket extends CountBuckets { key: string; doc_count: number; last: { value: number | null } }
 
 function isStatus(err: unknown, status: number, type?: string): boolean {
   if (!(err instanceof errors.ResponseError) || err.meta.statusCode !== status) return false;
@@ -354,6 +379,53 @@ export class ElasticsearchAccessStore implements AccessStore {
     const result = new Map<string, ViewerCount>();
     for (const b of aggs.streams.buckets) result.set(b.key, { ips: b.ips.value ?? 0, sessions: b.sessions.value ?? 0 });
     return result;
+  }
+
+  /**
+   * `regexp` on the keyword `path` (Lucene syntax: anchored; its literal `/archive/` prefix lets
+   * Lucene seek straight to those terms), then a terms aggregation on a runtime field holding
+   * `<stream>/<session>`, with the same cardinality sub-aggregations as viewersNow. Elasticsearch
+   * counts regexp queries as "expensive": they run unless the cluster sets
+   * `search.allow_expensive_queries: false` (default true), in which case this question fails and
+   * ingest's retention defers deletions (it never guesses).
+   */
+  async recordingsWatched(at: Date, windowMs: number): Promise<RecordingViewers[]> {
+    const t = at.getTime();
+    const response = await this.client.search({
+      index: this.dataStream,
+      size: 0,
+      track_total_hits: false,
+      runtime_mappings: { [RECORDING_RUNTIME_FIELD]: { type: 'keyword', script: { source: RECORDING_SCRIPT } } },
+      query: {
+        bool: {
+          filter: [
+            ...countedRequestFilters(),
+            { regexp: { path: { value: RECORDING_MEDIA_PATH_LUCENE } } },
+            { range: { '@timestamp': { gt: t - windowMs, lte: t, format: 'epoch_millis' } } },
+          ],
+        },
+      },
+      aggs: {
+        recordings: {
+          terms: { field: RECORDING_RUNTIME_FIELD, size: MAX_RECORDINGS },
+          aggs: { ...viewerCountAggs, last: { max: { field: '@timestamp' } } },
+        },
+      },
+    });
+    const recordings = (response.aggregations as unknown as { recordings: { buckets: RecordingBucket[]; sum_other_doc_count?: number } }).recordings;
+    if ((recordings.sum_other_doc_count ?? 0) > 0) throw new Error(`more than ${MAX_RECORDINGS} recordings watched`);
+    const result: RecordingViewers[] = [];
+    for (const b of recordings.buckets) {
+      const slash = b.key.indexOf('/');
+      result.push({
+        stream: b.key.slice(0, slash),
+        session: b.key.slice(slash + 1),
+        viewers: { ips: b.ips.value ?? 0, sessions: b.sessions.value ?? 0 },
+        lastRequestAt: new Date(b.last.value ?? 0),
+      });
+    }
+    // The same order as DuckDB's ORDER BY (byte order: names are ASCII).
+    return result.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.session < b.session ? -1 : a.session > b.session ? 1 : 0));
   }
 
   async viewerHistory(stream: string, from: Date, to: Date, bucketMs: number): Promise<ViewerHistoryPoint[]> {
