@@ -247,7 +247,7 @@ function summarize(w: FleetWindow, verdict: SloVerdict, cpu0: Record<string, num
 }
 
 /** A 20 s OBS-like clip (H.264 CBR, 1 s keyframes, no B-frames, AAC), encoded once. */
-async function encodeClip(file: string): Promise<void> {
+export async function encodeClip(file: string): Promise<void> {
   const args = testPatternArgs({ url: file, width: 1280, height: 720, fps: 30, videoKbps: VIDEO_KBPS, keyframeSeconds: 1, clock: false, durationSeconds: 20, realtime: false });
   const child = spawn('ffmpeg', ['-y', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -257,7 +257,7 @@ async function encodeClip(file: string): Promise<void> {
 }
 
 /** Publishes the clip in a loop at real time without re-encoding (the publisher costs ~no CPU). */
-function publishLoop(clip: string, url: string): ManagedProcess {
+export function publishLoop(clip: string, url: string): ManagedProcess {
   const child = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostats', '-re', '-stream_loop', '-1', '-i', clip, '-c', 'copy', '-f', 'flv', url], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new ManagedProcess('publisher', child);
 }

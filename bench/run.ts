@@ -2,9 +2,11 @@
  * `npm run bench`: figures and ratios for this machine, printed, never asserted (timings on a
  * shared 2-core machine are noisy). BENCH=ingest,latency,monitoring,shipping,capacity,soak selects benchmarks (default: ingest,latency,monitoring,capacity).
  * `soak` (SOAK_MINUTES, default 30) runs only when asked for: BENCH=soak npm run bench.
+ * `ladder` (quality-ladder CPU and ffmpeg speed) too: BENCH=ladder npm run bench.
  */
 import { benchCapacity } from './capacity.ts';
 import { benchIngest } from './ingest.ts';
+import { benchLadder } from './ladder.ts';
 import { benchLatency } from './latency.ts';
 import { benchMonitoringIngest } from './monitoring-ingest.ts';
 import { benchSoak } from './soak.ts';
@@ -36,6 +38,12 @@ if (selected.has('capacity')) {
   const capacity = await benchCapacity();
   results.capacity = { viewersHeld: capacity.viewersHeld, firstBroken: capacity.firstBroken ?? NaN, proxySegmentP50Ratio: capacity.proxyOverhead?.segmentP50Ratio ?? NaN, proxyCpuPerGbRatio: capacity.proxyOverhead?.cpuPerGbRatio ?? NaN };
   console.table(results.capacity);
+}
+if (selected.has('ladder')) {
+  console.log('ladder: ffmpeg CPU and speed for passthrough and quality ladders from a 720p30 source; results in bench/results/ladder.{json,md} …');
+  const ladder = await benchLadder();
+  for (const row of ladder.rows) results[`ladder ${row.ladder}`] = { ffmpegCores: row.ffmpegCores, speedMin: row.speedMin ?? NaN, speedMean: row.speedMean ?? NaN, slowWarnings: row.slowWarnings };
+  console.table(Object.fromEntries(ladder.rows.map((r) => [r.ladder, { renditions: r.renditions.join(','), ffmpegCores: r.ffmpegCores, speedMin: r.speedMin, speedMean: r.speedMean }])));
 }
 if (selected.has('soak')) {
   console.log(`soak: the whole stack under steady viewers for SOAK_MINUTES (${process.env.SOAK_MINUTES ?? 30}); memory, fds and ffmpeg processes sampled …`);

@@ -7,7 +7,9 @@ const HELP = `onair — live streaming: RTMP ingest, HLS delivery, load-balanced
 usage:
   onair up [--no-demo]            run the whole stack as local processes (demo publisher unless --no-demo)
   onair streams add <stream>      create a stream; prints its secret once (--json for {"stream","key"})
-  onair streams list              list streams (--json)
+  onair streams add <stream> --ladder 720p,480p,360p   … with a quality ladder (transcoded renditions)
+  onair streams ladder <stream> <720p,360p|off>        set or remove a stream's quality ladder (next publish)
+  onair streams list              list streams and their ladders (--json)
   onair streams rotate <stream>   new secret for a stream (--json)
   onair streams remove <stream>   delete a stream
   onair tokens sign <stream>      a watch link with a playback token (--ttl 24h, --base-url URL, --json)

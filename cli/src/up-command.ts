@@ -101,6 +101,8 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
     MONITORING_HOST: '127.0.0.1',
     FLUENT_RECEIVER_PORT: String(fluentPort),
     PROXY_URL: `http://127.0.0.1:${proxyPort}`,
+    // Live streams' quality ladder and ffmpeg CPU on the dashboard.
+    INGEST_URL: `http://127.0.0.1:${controlPort}`,
   });
   // The demo broadcasts as long as onair runs and every broadcast is recorded: cap the local archive
   // unless the operator chose a retention.

@@ -52,3 +52,37 @@ test('onair streams add / list / rotate / remove through the real command', asyn
   assert.equal((await onair(temp.dir, 'streams')).code, 2);
   assert.equal((await onair(temp.dir, 'frobnicate')).code, 2);
 });
+
+test('onair streams add --ladder / ladder <stream> <spec|off> / list show the quality ladder', async (t) => {
+  const temp = await makeTempDir('cli-ladder');
+  t.after(temp.remove);
+  const added = await onair(temp.dir, 'streams', 'add', 'town-hall', '--ladder', '360p, 720p,480p', '--json');
+  assert.equal(added.code, 0, added.stderr);
+  assert.equal((JSON.parse(added.stdout) as { ladder: string }).ladder, '720p,480p,360p');
+  assert.equal((await readRegistry(temp.dir)).get('town-hall')!.ladder, '720p,480p,360p');
+  const human = await onair(temp.dir, 'streams', 'add', 'plain');
+  assert.doesNotMatch(human.stdout, /ladder/i);
+
+  const table = await onair(temp.dir, 'streams', 'list');
+  assert.match(table.stdout, /LADDER/);
+  assert.match(table.stdout, /town-hall .* source \+ 720p,480p,360p/);
+  assert.match(table.stdout, /plain .* off \(passthrough\)/);
+
+  const changed = await onair(temp.dir, 'streams', 'ladder', 'town-hall', '720p,360p');
+  assert.equal(changed.code, 0, changed.stderr);
+  assert.match(changed.stdout, /source \+ 720p,360p, from its next publish/);
+  const off = await onair(temp.dir, 'streams', 'ladder', 'town-hall', 'off', '--json');
+  assert.deepEqual(JSON.parse(off.stdout), { stream: 'town-hall', ladder: 'off' });
+  assert.equal((await readRegistry(temp.dir)).get('town-hall')!.ladder, undefined);
+  const list = JSON.parse((await onair(temp.dir, 'streams', 'list', '--json')).stdout) as { streams: Array<{ stream: string; ladder: string }> };
+  assert.deepEqual(list.streams.map((s) => [s.stream, s.ladder]), [['plain', 'off'], ['town-hall', 'off']]);
+
+  const bad = await onair(temp.dir, 'streams', 'ladder', 'town-hall', '720p,4k');
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /unknown rendition "4k"/);
+  const badAdd = await onair(temp.dir, 'streams', 'add', 'other', '--ladder', 'best');
+  assert.equal(badAdd.code, 1);
+  assert.equal((await readRegistry(temp.dir)).has('other'), false, 'nothing created with a bad ladder');
+  assert.equal((await onair(temp.dir, 'streams', 'ladder', 'nobody', '360p')).code, 1);
+  assert.equal((await onair(temp.dir, 'streams', 'rotate', 'plain', '--ladder', '360p')).code, 2, '--ladder only with add');
+});

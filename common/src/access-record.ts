@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { RENDITION_NAME_PATTERN } from './ladder-spec.ts';
 import { classifyMediaFile } from './media-layout.ts';
 import { STREAM_NAME_PATTERN } from './stream-name.ts';
 
@@ -53,7 +54,9 @@ export const VIEWER_COUNTING_TIER = 'proxy';
 export type RequestKind = 'playlist' | 'segment' | 'page' | 'other';
 
 const STREAM_SEGMENT = STREAM_NAME_PATTERN.source.slice(1, -1);
-const LIVE_PATH = new RegExp(`^/live/(${STREAM_SEGMENT})/([^/]+)$`);
+// A stream with a quality ladder has one folder per rendition: /live/<stream>/<rendition>/<file>.
+const RENDITION_SEGMENT = RENDITION_NAME_PATTERN.source.slice(1, -1);
+const LIVE_PATH = new RegExp(`^/live/(${STREAM_SEGMENT})/(?:${RENDITION_SEGMENT}/)?([^/]+)$`);
 const WATCH_PATH = new RegExp(`^/watch/(${STREAM_SEGMENT})/?$`);
 
 /** What a request path is, in the domain: which stream, and playlist / segment / page / other. */

@@ -3,6 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from './atomic-file.ts';
+import { formatLadderSpec, LadderSpecError, parseLadderSpec } from './ladder-spec.ts';
 import { isStreamName } from './stream-name.ts';
 
 /**
@@ -17,6 +18,11 @@ const entrySchema = z.object({
   keyHash: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   createdAt: z.string(),
   rotatedAt: z.string().nullable(),
+  /** Quality ladder in canonical form ("720p,480p,360p"); absent = passthrough only. Applies at the next publish. */
+  ladder: z
+    .string()
+    .optional()
+    .refine((spec) => spec === undefined || isValidLadder(spec), { message: 'not a valid ladder (e.g. "720p,480p,360p")' }),
 });
 const fileSchema = z.object({ version: z.literal(1), streams: z.record(z.string(), entrySchema) });
 export type StreamEntry = z.infer<typeof entrySchema>;
@@ -24,11 +30,20 @@ type RegistryFile = z.infer<typeof fileSchema>;
 
 export class StreamRegistryError extends Error {
   constructor(
-    readonly code: 'ONAIR_STREAM_EXISTS' | 'ONAIR_STREAM_UNKNOWN' | 'ONAIR_STREAM_NAME_INVALID' | 'ONAIR_REGISTRY_CORRUPT',
+    readonly code: 'ONAIR_STREAM_EXISTS' | 'ONAIR_STREAM_UNKNOWN' | 'ONAIR_STREAM_NAME_INVALID' | 'ONAIR_REGISTRY_CORRUPT' | 'ONAIR_LADDER_INVALID',
     message: string,
   ) {
     super(message);
     this.name = 'StreamRegistryError';
+  }
+}
+
+function isValidLadder(spec: string): boolean {
+  try {
+    parseLadderSpec(spec);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -85,13 +100,28 @@ function assertName(name: string): void {
   }
 }
 
+/**
+ * Canonical form of an operator's ladder ("480p, 720p" -> "720p,480p"), undefined for none ("off").
+ * Throws StreamRegistryError ONAIR_LADDER_INVALID with the parser's explanation.
+ */
+export function canonicalLadder(spec: string): string | undefined {
+  try {
+    const ladder = parseLadderSpec(spec);
+    return ladder.length === 0 ? undefined : formatLadderSpec(ladder);
+  } catch (err) {
+    if (err instanceof LadderSpecError) throw new StreamRegistryError('ONAIR_LADDER_INVALID', err.message);
+    throw err;
+  }
+}
+
 /** Creates a stream and returns its secret (the only time it is ever available in clear). */
-export async function addStream(dataDir: string, name: string, now = new Date()): Promise<string> {
+export async function addStream(dataDir: string, name: string, now = new Date(), options: { ladder?: string } = {}): Promise<string> {
   assertName(name);
+  const ladder = options.ladder === undefined ? undefined : canonicalLadder(options.ladder);
   const streams = await readRegistry(dataDir);
   if (streams.has(name)) throw new StreamRegistryError('ONAIR_STREAM_EXISTS', `stream ${name} already exists (use rotate for a new secret)`);
   const key = generateStreamKey();
-  streams.set(name, { keyHash: hashStreamKey(key), createdAt: now.toISOString(), rotatedAt: null });
+  streams.set(name, { keyHash: hashStreamKey(key), createdAt: now.toISOString(), rotatedAt: null, ...(ladder ? { ladder } : {}) });
   await writeRegistry(dataDir, streams);
   return key;
 }
@@ -105,6 +135,19 @@ export async function rotateStreamKey(dataDir: string, name: string, now = new D
   streams.set(name, { ...entry, keyHash: hashStreamKey(key), rotatedAt: now.toISOString() });
   await writeRegistry(dataDir, streams);
   return key;
+}
+
+/** Sets (or with "off", removes) a stream's quality ladder; returns the stored canonical form or undefined. */
+export async function setStreamLadder(dataDir: string, name: string, spec: string): Promise<string | undefined> {
+  assertName(name);
+  const ladder = canonicalLadder(spec);
+  const streams = await readRegistry(dataDir);
+  const entry = streams.get(name);
+  if (!entry) throw new StreamRegistryError('ONAIR_STREAM_UNKNOWN', `no stream named ${name}`);
+  const { ladder: _previous, ...rest } = entry;
+  streams.set(name, ladder ? { ...rest, ladder } : rest);
+  await writeRegistry(dataDir, streams);
+  return ladder;
 }
 
 export async function removeStream(dataDir: string, name: string): Promise<void> {

@@ -10,6 +10,11 @@ test('describes request paths in domain terms', () => {
   assert.deepEqual(describePath('/'), { stream: null, kind: 'page' });
   assert.deepEqual(describePath('/live/Bad/index.m3u8'), { stream: null, kind: 'other' });
   assert.deepEqual(describePath('/assets/hls.min.js'), { stream: null, kind: 'other' });
+  // A quality ladder: /live/<stream>/<rendition>/<file> belongs to the stream.
+  assert.deepEqual(describePath('/live/town-hall/720p/index.m3u8'), { stream: 'town-hall', kind: 'playlist' });
+  assert.deepEqual(describePath('/live/town-hall/source/abc-12.m4s'), { stream: 'town-hall', kind: 'segment' });
+  assert.deepEqual(describePath('/live/town-hall/360p/abc-init.mp4'), { stream: 'town-hall', kind: 'segment' });
+  assert.deepEqual(describePath('/live/town-hall/other/abc-12.m4s'), { stream: null, kind: 'other' });
 });
 
 test('X-Forwarded-For is believed only from trusted peers', () => {

@@ -50,7 +50,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const shippingEnv: Record<string, string> = {};
   const proxyPort = await freePort();
   if (options.monitoring) {
-    monitoring = await startMonitoring({ mediaDir, dataDir, opsToken, env: { PROXY_URL: `http://127.0.0.1:${proxyPort}`, ...options.monitoringEnv } });
+    monitoring = await startMonitoring({ mediaDir, dataDir, opsToken, env: { PROXY_URL: `http://127.0.0.1:${proxyPort}`, INGEST_URL: `http://127.0.0.1:${controlPort}`, ...options.monitoringEnv } });
     processes.push(monitoring.process);
     Object.assign(shippingEnv, { FLUENT_HOST: '127.0.0.1', FLUENT_PORT: String(monitoring.fluentPort), DATA_DIR: dataDir });
   }

@@ -45,6 +45,10 @@ export const ingestConfigSchema = z.object({
   MONITORING_URL: z.preprocess(emptyAsUnset, z.string().url('MONITORING_URL must be a URL such as http://127.0.0.1:9000').default('http://127.0.0.1:9000')),
   /** The ops credential: authenticates uploads and ingest's calls to the monitoring API. */
   OPS_TOKEN: z.preprocess(emptyAsUnset, z.string().min(12, 'the ops token must be at least 12 characters (the same rule as monitoring)').optional()),
+  /** x264 preset of live quality-ladder renditions (README "Quality ladder"). */
+  LADDER_PRESET: z.enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow']).default('veryfast'),
+  /** Seconds ffmpeg's speed must stay below 1.0x (or back above) before ingest warns (or says it recovered). */
+  FFMPEG_SLOW_SECONDS: z.coerce.number().int().min(1).max(600).default(5),
   INSTANCE: z.string().min(1).default(`ingest-${os.hostname()}`),
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(15_000),

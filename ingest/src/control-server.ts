@@ -6,7 +6,7 @@ import type { BroadcastStatus } from './broadcasts.ts';
 /**
  * Ingest's control HTTP (port 8001, for ops and the launcher, not for viewers):
  * GET /streams (live streams, since when, input codec/resolution/bitrate, muxer and playlist
- * state), /healthz, /readyz, /metrics.
+ * state, quality ladder and renditions, ffmpeg CPU and speed), /healthz, /readyz, /metrics.
  */
 export function createControlServer(registry: Registry, readiness: Readiness, streams: () => BroadcastStatus[]): Server {
   return createServer((req, res) => {

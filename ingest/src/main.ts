@@ -32,7 +32,7 @@ let stopping = false;
 const mediaDisk = new MediaDiskHealth(config.MEDIA_DIR, metrics, logger);
 const keys = new StreamKeys(config.DATA_DIR, logger);
 let liveState: LiveStateWriter | null = null;
-const broadcasts = new BroadcastManager(config, logger, metrics, mediaDisk, () => liveState?.update());
+const broadcasts = new BroadcastManager(config, logger, metrics, mediaDisk, () => liveState?.update(), (stream) => keys.get(stream)?.ladder);
 liveState = new LiveStateWriter(ingestStateFile(config.MEDIA_DIR), config.LIVE_STATE_HEARTBEAT_MS, () => broadcasts.status(), logger, {
   failed: (err) => mediaDisk.writeFailed(null, 'live-state', err),
   succeeded: () => mediaDisk.writeSucceeded(),

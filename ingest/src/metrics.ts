@@ -35,6 +35,14 @@ export function createIngestMetrics(registry: Registry, sources?: IngestMetricSo
     archiveSessionsDeleted: new Counter({ name: 'onair_ingest_archive_sessions_deleted_total', help: 'Recordings deleted by retention, by reason', labelNames: ['reason'], registers: [registry] }),
     archiveSessionsKeptWatched: new Counter({ name: 'onair_ingest_archive_sessions_kept_watched_total', help: 'Recordings due for deletion (reason: age or size) kept because they were watched within ARCHIVE_WATCH_WINDOW_SECONDS, per round', labelNames: ['reason'], registers: [registry] }),
     archiveRetentionDeferred: new Counter({ name: 'onair_ingest_archive_retention_deferred_total', help: 'Retention rounds that deleted nothing because monitoring could not say who watches recordings, by reason', labelNames: ['reason'], registers: [registry] }),
+    // --- ffmpeg cost per broadcast (passthrough and quality ladder; README "Quality ladder") ---
+    ffmpegCpuSeconds: new Counter({ name: 'onair_ingest_ffmpeg_cpu_seconds_total', help: 'CPU seconds (user + system) used by the ffmpeg of each stream', labelNames: ['stream'], registers: [registry] }),
+    ffmpegCpuCores: new Gauge({ name: 'onair_ingest_ffmpeg_cpu_cores', help: 'CPU cores the ffmpeg of each live stream uses now (CPU seconds per second)', labelNames: ['stream'], registers: [registry] }),
+    ffmpegSpeed: new Gauge({ name: 'onair_ingest_ffmpeg_speed', help: 'Media seconds ffmpeg outputs per wall second over the last 5 s (below 1: falling behind the live input)', labelNames: ['stream'], registers: [registry] }),
+    ffmpegSlow: new Gauge({ name: 'onair_ingest_ffmpeg_slow', help: '1 while the ffmpeg of a stream has been slower than real time for several seconds', labelNames: ['stream'], registers: [registry] }),
+    ffmpegSlowEvents: new Counter({ name: 'onair_ingest_ffmpeg_slow_total', help: 'Times the ffmpeg of a stream fell below real time (sustained)', labelNames: ['stream'], registers: [registry] }),
+    renditions: new Gauge({ name: 'onair_ingest_renditions', help: 'Renditions of each live stream (1 = passthrough only)', labelNames: ['stream'], registers: [registry] }),
+    ladderSegmentsDropped: new Counter({ name: 'onair_ingest_ladder_segments_dropped_total', help: 'Segments dropped from every rendition because one rendition lacked them', labelNames: ['stream'], registers: [registry] }),
     mediaDiskFull: new Gauge({ name: 'onair_ingest_media_disk_full', help: '1 while writes to MEDIA_DIR fail for lack of space', registers: [registry] }),
     mediaFreeBytes: new Gauge({
       name: 'onair_ingest_media_free_bytes',

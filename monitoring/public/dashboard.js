@@ -50,6 +50,7 @@
       el('div', { class: 'chart' }),
       el('div', { class: 'share', 'data-field': 'share' }),
       el('div', { class: 'meta', 'data-field': 'meta' }),
+      el('div', { class: 'meta transcode', 'data-field': 'transcode' }),
     ]);
     const list = $('#streams');
     const empty = $('.empty', list);
@@ -121,6 +122,8 @@
       set(card, 'errors', fmt.pct(s.errorRate));
       const video = s.video ? s.video.width + '×' + s.video.height + ' ' + s.video.fps + ' fps · ' : '';
       set(card, 'meta', video + (s.since ? 'live since ' + fmt.time(s.since) + ' · ' : '') + 'peak ' + s.peak.ips + ' IPs / ' + s.peak.sessions + ' sessions at ' + fmt.time(s.peak.at));
+      set(card, 'transcode', transcodeText(s, overview.ingest));
+      $('[data-field="transcode"]', card).classList.toggle('slow', !!(s.transcode && s.transcode.slow));
       const share = $('[data-field="share"]', card);
       share.replaceChildren(
         ...Object.entries(s.backendShare).map(([backend, x], i) => {
@@ -170,6 +173,18 @@
         ]),
       ),
     );
+  }
+
+  // Quality ladder and ffmpeg cost of a live stream, from ingest's GET /streams.
+  function transcodeText(s, ingest) {
+    if (!s.live) return '';
+    if (ingest && !ingest.up) return 'ingest unreachable: ladder and CPU unknown';
+    const t = s.transcode;
+    if (!t) return '';
+    const ladder = t.ladder === 'off' ? 'passthrough (no ladder)' : 'ladder ' + t.renditions.join(' · ');
+    const cpu = t.cpuCores === null ? 'CPU –' : 'ffmpeg ' + t.cpuCores.toFixed(2) + ' cores';
+    const speed = t.speed === null ? '' : ' · ' + t.speed.toFixed(2) + '×' + (t.slow ? ' — slower than real time!' : '');
+    return ladder + ' · ' + cpu + speed;
   }
 
   function renderPipeline(overview) {

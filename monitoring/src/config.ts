@@ -26,6 +26,8 @@ export const monitoringConfigSchema = z.object({
   DUCKDB_MEMORY_LIMIT: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'a size such as 512MB or 1GB').default('512MB'),
   /** The proxy's base URL, for its backend table (admin API, same ops token). */
   PROXY_URL: env.optionalString(),
+  /** Ingest's control HTTP, for each live stream's quality ladder and ffmpeg CPU (GET /streams). */
+  INGEST_URL: z.string().url().default('http://127.0.0.1:8001'),
   OPS_TOKEN: z.string().min(12, 'the ops token must be at least 12 characters'),
   INSTANCE: z.string().min(1).default(`monitoring-${os.hostname()}`),
   LOG_LEVEL: env.logLevel(),

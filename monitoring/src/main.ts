@@ -25,6 +25,7 @@ const builder = new OverviewBuilder({
   mediaDir: config.MEDIA_DIR,
   windowMs: config.VIEWER_WINDOW_MS,
   proxyUrl: config.PROXY_URL,
+  ingestUrl: config.INGEST_URL,
   opsToken: config.OPS_TOKEN,
   logger,
 });

@@ -17,6 +17,8 @@ const metaLabel = document.getElementById('meta');
 const unmuteButton = document.getElementById('unmute');
 const playButton = document.getElementById('play');
 const fromStartLink = document.getElementById('from-start');
+const qualityBox = document.getElementById('quality-box');
+const qualitySelect = document.getElementById('quality');
 const vod = root.dataset.mode === 'vod';
 const PLAYING = vod ? 'playing' : 'live';
 
@@ -115,6 +117,7 @@ function play() {
 
 function stopPlayback() {
   clearTimeout(retryTimer);
+  if (qualityBox) qualityBox.hidden = true;
   if (player.hls) {
     player.hls.destroy();
     player.hls = null;
@@ -137,11 +140,53 @@ function startPlayback() {
   }
   const hls = new Hls(HLS_CONFIG);
   player.hls = hls;
-  hls.on(Hls.Events.MANIFEST_PARSED, () => play());
+  hls.on(Hls.Events.MANIFEST_PARSED, () => {
+    showQualities(hls);
+    play();
+  });
+  hls.on(Hls.Events.LEVEL_SWITCHED, () => showQualities(hls));
   hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => { endlist = !data.details.live; });
   hls.on(Hls.Events.ERROR, (_event, data) => onHlsError(hls, data));
   hls.attachMedia(video);
   hls.loadSource(playlistUrl);
+}
+
+// Quality selector: only when the stream has several renditions (a quality ladder). "Auto" lets
+// hls.js adapt to the bandwidth and names the level it plays now; a height pins that rendition.
+function levelLabel(level) {
+  const name = level.height ? `${level.height}p` : `${Math.round(level.bitrate / 1000)} kbit/s`;
+  return level.name === 'source' ? `${name} (source)` : name;
+}
+
+function showQualities(hls) {
+  if (!qualitySelect || !qualityBox) return;
+  const levels = hls.levels || [];
+  if (levels.length < 2) {
+    qualityBox.hidden = true;
+    return;
+  }
+  const playing = levels[hls.currentLevel];
+  const order = levels.map((level, index) => ({ level, index })).sort((a, b) => (b.level.height - a.level.height) || (b.level.bitrate - a.level.bitrate));
+  const options = [['auto', playing ? `Auto (${playing.height}p)` : 'Auto']].concat(order.map(({ level, index }) => [String(index), levelLabel(level)]));
+  qualitySelect.replaceChildren(...options.map(([value, text]) => {
+    const option = document.createElement('option');
+    option.value = value;
+    option.textContent = text;
+    return option;
+  }));
+  qualitySelect.value = hls.autoLevelEnabled ? 'auto' : String(hls.currentLevel);
+  qualityBox.hidden = false;
+  player.quality = { auto: hls.autoLevelEnabled, level: hls.currentLevel, height: playing ? playing.height : null, levels: levels.length };
+}
+
+if (qualitySelect) {
+  qualitySelect.addEventListener('change', () => {
+    const hls = player.hls;
+    if (!hls) return;
+    // -1 = automatic; a level index switches now (the buffer ahead is replaced).
+    hls.currentLevel = qualitySelect.value === 'auto' ? -1 : Number(qualitySelect.value);
+    showQualities(hls);
+  });
 }
 
 function scheduleRetry(action) {

@@ -11,7 +11,7 @@ export type LoadedFile = { kind: 'buffer'; data: Buffer } | { kind: 'large'; siz
 /** Absolute path of a validated media request; only ever inside MEDIA_DIR/live/<stream>/ or MEDIA_DIR/archive/<stream>/<session>/. */
 export function mediaFilePath(mediaDir: string, media: MediaRequest | ArchiveRequest): string {
   if ('session' in media) return path.join(archiveRoot(mediaDir), media.stream, media.session, media.file);
-  return path.join(liveRoot(mediaDir), media.stream, media.file);
+  return path.join(liveRoot(mediaDir), media.stream, ...(media.rendition ? [media.rendition] : []), media.file);
 }
 
 const MISSING = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP', 'ENAMETOOLONG']);

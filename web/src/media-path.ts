@@ -1,9 +1,12 @@
 import { classifyMediaFile, isSessionId, THUMBNAIL_FILE, type MediaFileKind } from '../../common/src/media-layout.ts';
+import { isRenditionName } from '../../common/src/ladder-spec.ts';
 import { isStreamName } from '../../common/src/stream-name.ts';
 
 /** A request for one file under MEDIA_DIR/live, validated before anything touches the file system. */
 export interface MediaRequest {
   stream: string;
+  /** The rendition folder (quality ladder: /live/<stream>/<rendition>/<file>); absent or null at the stream's top. */
+  rendition?: string | null;
   file: string;
   kind: MediaFileKind;
   /** File extension, the key into MEDIA_CONTENT_TYPES. */
@@ -39,12 +42,15 @@ export function parseMediaPath(path: string): MediaPathResult {
   const unsafe = unsafePath(path);
   if (unsafe) return unsafe;
   const parts = path.slice(LIVE_PREFIX.length).split('/');
-  if (parts.length !== 2) return { ok: false, status: 404, reason: 'not /live/<stream>/<file>' };
-  const [stream, file] = parts as [string, string];
+  if (parts.length !== 2 && parts.length !== 3) return { ok: false, status: 404, reason: 'not /live/<stream>/[<rendition>/]<file>' };
+  const stream = parts[0]!;
+  const file = parts[parts.length - 1]!;
+  const rendition = parts.length === 3 ? parts[1]! : null;
   if (!isStreamName(stream)) return { ok: false, status: 404, reason: 'not a stream name' };
+  if (rendition !== null && !isRenditionName(rendition)) return { ok: false, status: 404, reason: 'not a rendition name' };
   const kind = classifyMediaFile(file);
   if (kind === null) return { ok: false, status: 404, reason: 'not a media file name' };
-  return { ok: true, media: { stream, file, kind, ext: file.slice(file.lastIndexOf('.') + 1) } };
+  return { ok: true, media: { stream, ...(rendition === null ? {} : { rendition }), file, kind, ext: file.slice(file.lastIndexOf('.') + 1) } };
 }
 
 /**

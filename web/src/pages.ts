@@ -112,6 +112,7 @@ function stage(): string {
 <div id="overlay" class="overlay">connecting…</div>
 <button id="unmute" class="unmute" type="button" hidden>Unmute</button>
 <button id="play" class="play" type="button" hidden>Play</button>
+<label id="quality-box" class="quality" hidden>Quality <select id="quality" aria-label="Video quality"></select></label>
 </div>`;
 }
 

@@ -7,6 +7,11 @@ describe('parseMediaPath', () => {
     assert.deepEqual(parseMediaPath('/live/demo/index.m3u8'), { ok: true, media: { stream: 'demo', file: 'index.m3u8', kind: 'playlist', ext: 'm3u8' } });
     assert.deepEqual(parseMediaPath('/live/demo/r1-init.mp4'), { ok: true, media: { stream: 'demo', file: 'r1-init.mp4', kind: 'segment', ext: 'mp4' } });
     assert.deepEqual(parseMediaPath('/live/my_stream-2/r1-42.m4s'), { ok: true, media: { stream: 'my_stream-2', file: 'r1-42.m4s', kind: 'segment', ext: 'm4s' } });
+    // Quality ladder: one folder per rendition.
+    assert.deepEqual(parseMediaPath('/live/demo/720p/index.m3u8'), { ok: true, media: { stream: 'demo', rendition: '720p', file: 'index.m3u8', kind: 'playlist', ext: 'm3u8' } });
+    assert.deepEqual(parseMediaPath('/live/demo/source/r1-3.m4s'), { ok: true, media: { stream: 'demo', rendition: 'source', file: 'r1-3.m4s', kind: 'segment', ext: 'm4s' } });
+    assert.equal(parseMediaPath('/live/demo/ingest/r1-3.m4s').ok, false, 'only rendition names as folders');
+    assert.equal(parseMediaPath('/live/demo/720p/x/r1-3.m4s').ok, false);
     assert.equal(parseMediaPath('/live/demo/seg7.ts').ok, true);
   });
 

@@ -30,6 +30,8 @@ export interface MuxerSegment {
   startedAt: Date | null;
   /** Segments before this one were lost (not written completely, or never listed): a timeline gap. */
   afterGap: boolean;
+  /** The rendition it belongs to (a ladder run writes several); null or absent for a single-output run. */
+  rendition?: string | null;
 }
 
 /** Output ffmpeg failed to write (it does not say so itself; see fmp4-check.ts). */
@@ -48,35 +50,69 @@ export interface MuxerRunOptions {
   onOutputProblem?: (problem: MuxerOutputProblem) => void;
   /** Bytes of FLV waiting for ffmpeg before it is considered stuck. */
   maxBufferedBytes?: number;
+  /**
+   * Several outputs (the quality ladder): one folder per rendition under workDir, each with its
+   * own PLAYLIST. Absent: one output straight in workDir (passthrough).
+   */
+  renditions?: readonly string[];
+  /** The whole ffmpeg command line (after the program); default muxerArgs(). */
+  args?: readonly string[];
+  /** ffmpeg's `-progress pipe:1` output, when the args ask for it. */
+  onProgress?: (chunk: string) => void;
 }
 
-const PLAYLIST = 'ffmpeg.m3u8';
+/** Where one output of a run writes, and how far its hand-over has got. */
+interface MuxerOutput {
+  rendition: string | null;
+  dir: string;
+  nextIndex: number;
+  elapsedSeconds: number;
+  initChecked: boolean;
+  gapPending: boolean;
+  playlistBroken: boolean;
+}
+
+export const MUXER_PLAYLIST = 'ffmpeg.m3u8';
+const PLAYLIST = MUXER_PLAYLIST;
 const FINISH_TIMEOUT_MS = 10_000;
 
-export function muxerArgs(run: string, workDir: string, segmentSeconds: number): string[] {
+/** ffmpeg's input options: FLV on stdin. */
+export function muxerInputArgs(): string[] {
   return [
     '-hide_banner', '-nostats', '-loglevel', 'warning',
     // The tap starts with the sequence headers, so little probing is needed.
     '-probesize', '262144', '-analyzeduration', '1000000',
     '-f', 'flv', '-i', 'pipe:0',
-    '-map', '0:v?', '-map', '0:a?', '-c', 'copy',
+  ];
+}
+
+export function muxerArgs(run: string, workDir: string, segmentSeconds: number): string[] {
+  return [...muxerInputArgs(), '-map', '0:v?', '-map', '0:a?', '-c', 'copy', ...hlsOutputArgs(run, workDir, segmentSeconds)];
+}
+
+/**
+ * The HLS muxer options of one output writing into `dir`. Every output of a ladder run gets the
+ * same ones (the same -hls_time on the same keyframe times): their segments are cut alike.
+ */
+export function hlsOutputArgs(run: string, dir: string, segmentSeconds: number): string[] {
+  return [
     '-f', 'hls',
     '-hls_time', String(segmentSeconds),
     '-hls_list_size', '10',
     '-hls_segment_type', 'fmp4',
     '-hls_fmp4_init_filename', `${run}-init.mp4`,
-    '-hls_segment_filename', path.join(workDir, `${run}-%d.m4s`),
+    '-hls_segment_filename', path.join(dir, `${run}-%d.m4s`),
     // temp_file: segment and playlist appear by rename, so a listed segment is complete.
     '-hls_flags', 'temp_file+omit_endlist+independent_segments',
-    path.join(workDir, PLAYLIST),
+    path.join(dir, PLAYLIST),
   ];
 }
 
 export class MuxerRun {
   private child: ChildProcessByStdio<Writable, null, Readable> | null = null;
-  private watcher: FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
-  private nextIndex = 0;
+  private readonly outputs: MuxerOutput[];
+  private readonly watchers: FSWatcher[] = [];
   private scanning: Promise<void> = Promise.resolve();
   private scanQueued = false;
   private finishing = false;
@@ -85,16 +121,16 @@ export class MuxerRun {
   private readonly stderrTail: string[] = [];
   /** Wall clock and FLV timestamp of the first video keyframe: anchors program date times. */
   private anchor: { wallMs: number; flvMs: number } | null = null;
-  private elapsedSeconds = 0;
-  private initChecked = false;
   /** The run's output cannot be played (broken init): it is being killed, nothing more is handed over. */
   private abandoned = false;
-  private gapPending = false;
-  private playlistBroken = false;
   bytesWritten = 0;
 
   constructor(private readonly options: MuxerRunOptions) {
     this.log = options.logger.child({ component: 'muxer', run: options.run });
+    const fresh = (rendition: string | null, dir: string): MuxerOutput => ({ rendition, dir, nextIndex: 0, elapsedSeconds: 0, initChecked: false, gapPending: false, playlistBroken: false });
+    this.outputs = options.renditions?.length
+      ? options.renditions.map((name) => fresh(name, path.join(options.workDir, name)))
+      : [fresh(null, options.workDir)];
   }
 
   get run(): string {
@@ -107,11 +143,17 @@ export class MuxerRun {
 
   async start(): Promise<void> {
     const { workDir, run, ffmpegPath, segmentSeconds } = this.options;
-    await mkdir(workDir, { recursive: true });
+    for (const output of this.outputs) await mkdir(output.dir, { recursive: true });
     if (this.finishing) return; // the publisher left while we were getting ready
+    const args = this.options.args ?? muxerArgs(run, workDir, segmentSeconds);
     // detached: a Ctrl-C in the terminal must not reach ffmpeg; ingest decides when it ends.
-    const child = spawn(ffmpegPath, muxerArgs(run, workDir, segmentSeconds), { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
-    this.child = child;
+    const child = spawn(ffmpegPath, args, { stdio: ['pipe', this.options.onProgress ? 'pipe' : 'ignore', 'pipe'], detached: true }) as unknown as ChildProcessByStdio<Writable, Readable | null, Readable>;
+    this.child = child as ChildProcessByStdio<Writable, null, Readable>;
+    const onProgress = this.options.onProgress;
+    if (onProgress && child.stdout) {
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => onProgress(chunk));
+    }
     child.stdin.on('error', (err) => this.log.debug({ err: err.message }, 'ffmpeg stdin closed'));
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
@@ -141,10 +183,13 @@ export class MuxerRun {
         settle(null, null);
       });
     });
-    this.watcher = watch(workDir, (_event, file) => {
-      if (file === PLAYLIST) this.requestScan();
-    });
-    this.watcher.on('error', () => undefined);
+    for (const output of this.outputs) {
+      const watcher = watch(output.dir, (_event, file) => {
+        if (file === PLAYLIST) this.requestScan();
+      });
+      watcher.on('error', () => undefined);
+      this.watchers.push(watcher);
+    }
     // inotify is the fast path; the poll covers file systems where it is unreliable.
     this.poller = setInterval(() => this.requestScan(), 500);
     this.log.info({ pid: child.pid }, 'ffmpeg started');
@@ -211,35 +256,43 @@ export class MuxerRun {
   }
 
   private async scanOnce(): Promise<void> {
-    if (this.abandoned) return;
+    for (const output of this.outputs) {
+      if (this.abandoned) return;
+      await this.scanOutput(output);
+    }
+  }
+
+  private async scanOutput(output: MuxerOutput): Promise<void> {
     let text: string;
     try {
-      text = await readFile(path.join(this.options.workDir, PLAYLIST), 'utf8');
+      text = await readFile(path.join(output.dir, PLAYLIST), 'utf8');
     } catch {
       return; // not written yet
     }
     // ffmpeg writes its playlist to a temp name and renames it: an empty one is a failed write.
     const broken = !text.startsWith('#EXTM3U');
-    if (broken && !this.playlistBroken) this.options.onOutputProblem?.({ file: 'muxer-playlist', name: PLAYLIST, problem: text ? 'not a playlist' : 'empty file' });
-    this.playlistBroken = broken;
+    const playlistName = output.rendition ? `${output.rendition}/${PLAYLIST}` : PLAYLIST;
+    if (broken && !output.playlistBroken) this.options.onOutputProblem?.({ file: 'muxer-playlist', name: playlistName, problem: text ? 'not a playlist' : 'empty file' });
+    output.playlistBroken = broken;
     const playlist = parseMediaPlaylist(text);
-    const { run, workDir } = this.options;
+    const { run } = this.options;
+    const workDir = output.dir;
     const prefix = `${run}-`;
     for (const entry of playlist.segments) {
       const name = path.basename(entry.uri);
       if (!name.startsWith(prefix) || !name.endsWith('.m4s')) continue;
       const index = Number.parseInt(name.slice(prefix.length, -4), 10);
-      if (!Number.isInteger(index) || index < this.nextIndex) continue;
-      if (index > this.nextIndex) {
-        this.log.warn({ expected: this.nextIndex, got: index }, 'segments skipped by the muxer');
-        this.gapPending = true;
+      if (!Number.isInteger(index) || index < output.nextIndex) continue;
+      if (index > output.nextIndex) {
+        this.log.warn({ expected: output.nextIndex, got: index, rendition: output.rendition }, 'segments skipped by the muxer');
+        output.gapPending = true;
       }
-      this.nextIndex = index + 1;
-      const startedAt = this.anchor ? new Date(this.anchor.wallMs + this.elapsedSeconds * 1000) : null;
-      this.elapsedSeconds += entry.duration;
+      output.nextIndex = index + 1;
+      const startedAt = this.anchor ? new Date(this.anchor.wallMs + output.elapsedSeconds * 1000) : null;
+      output.elapsedSeconds += entry.duration;
       const initName = `${run}-init.mp4`;
       const initWorkPath = path.join(workDir, initName);
-      if (!this.initChecked) {
+      if (!output.initChecked) {
         const init = await checkFmp4(initWorkPath, 'init');
         if (!init.complete) {
           // Every segment of this run needs this init: the run is useless, a new one writes a new init.
@@ -247,19 +300,19 @@ export class MuxerRun {
           this.abandon(`init segment incomplete (${init.problem})`);
           return;
         }
-        this.initChecked = true;
+        output.initChecked = true;
       }
       const workPath = path.join(workDir, name);
       const check = await checkFmp4(workPath, 'segment');
       if (!check.complete) {
         this.options.onOutputProblem?.({ file: 'segment', name, problem: check.problem });
-        this.gapPending = true;
+        output.gapPending = true;
         await rm(workPath, { force: true }); // frees what little it holds
         continue;
       }
-      const afterGap = this.gapPending;
-      this.gapPending = false;
-      this.options.onSegment({ run, index, name, workPath, duration: entry.duration, initName, initWorkPath, startedAt, afterGap });
+      const afterGap = output.gapPending;
+      output.gapPending = false;
+      this.options.onSegment({ run, index, name, workPath, duration: entry.duration, initName, initWorkPath, startedAt, afterGap, rendition: output.rendition });
     }
   }
 
@@ -272,8 +325,8 @@ export class MuxerRun {
   }
 
   private stopWatching(): void {
-    this.watcher?.close();
-    this.watcher = null;
+    for (const watcher of this.watchers) watcher.close();
+    this.watchers.length = 0;
     if (this.poller) clearInterval(this.poller);
     this.poller = null;
   }

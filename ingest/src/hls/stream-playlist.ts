@@ -16,6 +16,16 @@ import { classifyMediaFile, PUBLIC_PLAYLIST } from '../../../common/src/media-la
 import type { Logger } from '../../../common/src/logger.ts';
 import { chooseTargetDuration, fitsTargetDuration, parseMediaPlaylist, renderMediaPlaylist, type PlaylistSegment } from './media-playlist.ts';
 import type { MuxerSegment } from './muxer-run.ts';
+import { isRenditionName } from '../../../common/src/ladder-spec.ts';
+
+export function isMasterPlaylist(text: string): boolean {
+  return text.includes('#EXT-X-STREAM-INF:');
+}
+
+async function renditionPlaylists(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isDirectory() && isRenditionName(e.name)).map((e) => path.join(dir, e.name, PUBLIC_PLAYLIST));
+}
 
 export interface StreamPlaylistOptions {
   stream: string;
@@ -36,6 +46,17 @@ export interface StreamPlaylistOptions {
   archive?: ArchiveSink | null;
   /** Writing into the stream folder failed (the disk may be full); the change is retried with the next segment. */
   onWriteError?: (file: 'init' | 'playlist', err: Error) => void;
+  /**
+   * Numbering to continue from at least (see previousNumbering): the stream's earlier playlists
+   * may be elsewhere (a ladder's rendition folders), and every rendition must start alike.
+   */
+  startAt?: PlaylistNumbering;
+}
+
+export interface PlaylistNumbering {
+  /** Media sequence number of the next segment. */
+  mediaSequence: number;
+  discontinuitySequence: number;
 }
 
 export interface ArchiveSink {
@@ -81,6 +102,12 @@ export class StreamPlaylist {
       }
     } catch {
       /* no previous playlist: start at 0 */
+    }
+    const startAt = options.startAt;
+    if (startAt && (startAt.mediaSequence > playlist.mediaSequence || startAt.discontinuitySequence > playlist.discontinuitySequence)) {
+      playlist.mediaSequence = Math.max(playlist.mediaSequence, startAt.mediaSequence);
+      playlist.discontinuitySequence = Math.max(playlist.discontinuitySequence, startAt.discontinuitySequence);
+      playlist.breakBeforeNext = true;
     }
     // Files of an earlier broadcast are no longer referenced: retire them like slid-out segments.
     for (const name of await readdir(options.dir)) {
@@ -243,6 +270,50 @@ export class StreamPlaylist {
 }
 
 /**
+ * Where the numbering of a stream's next broadcast starts: after the last segment of any playlist
+ * left in its folder, the stream's own (media playlist or master) and its rendition folders'.
+ */
+export async function previousNumbering(dir: string): Promise<PlaylistNumbering> {
+  const next: PlaylistNumbering = { mediaSequence: 0, discontinuitySequence: 0 };
+  let names: string[] = [];
+  try {
+    names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory() && isRenditionName(e.name)).map((e) => e.name);
+  } catch {
+    return next;
+  }
+  for (const file of [PUBLIC_PLAYLIST, ...names.map((n) => path.join(n, PUBLIC_PLAYLIST))]) {
+    try {
+      const previous = parseMediaPlaylist(await readFile(path.join(dir, file), 'utf8'));
+      if (previous.segments.length === 0) continue;
+      next.mediaSequence = Math.max(next.mediaSequence, previous.mediaSequence + previous.segments.length);
+      next.discontinuitySequence = Math.max(next.discontinuitySequence, previous.discontinuitySequence + previous.segments.filter((s) => s.discontinuity).length);
+    } catch {
+      /* absent */
+    }
+  }
+  return next;
+}
+
+/**
+ * Removes what an earlier broadcast of the stream left that the new one does not use: rendition
+ * folders not in `keep`, and (for a ladder broadcast) media files at the stream folder's top.
+ * Such a broadcast has ended (ENDLIST): its viewers are told so and need no more segments.
+ */
+export async function removeStaleOutputs(dir: string, keep: ReadonlySet<string>, topLevelMedia: boolean, logger: Logger): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const stale = entry.isDirectory() ? isRenditionName(entry.name) && !keep.has(entry.name) : topLevelMedia && entry.name !== PUBLIC_PLAYLIST && classifyMediaFile(entry.name) !== null;
+    if (!stale) continue;
+    await rm(path.join(dir, entry.name), { recursive: true, force: true }).catch((err: unknown) => logger.warn({ err, file: entry.name }, 'cannot remove an earlier broadcast\'s files'));
+  }
+}
+
+/**
  * After a crash, playlists may be left without EXT-X-ENDLIST: players would wait for segments
  * that never come. Called at start, before any publisher is accepted.
  */
@@ -262,9 +333,16 @@ export async function endAbandonedPlaylists(liveRoot: string, logger: Logger): P
     } catch {
       continue;
     }
-    if (parseMediaPlaylist(text).ended) continue;
-    await writeFileAtomic(file, `${text.trimEnd()}\n#EXT-X-ENDLIST\n`);
-    ended.push(stream);
+    // A master playlist (quality ladder) never ends itself: its renditions' media playlists do.
+    const files = isMasterPlaylist(text) ? await renditionPlaylists(path.join(liveRoot, stream)) : [file];
+    let endedOne = false;
+    for (const media of files) {
+      const mediaText = media === file ? text : await readFile(media, 'utf8').catch(() => null);
+      if (mediaText === null || parseMediaPlaylist(mediaText).ended) continue;
+      await writeFileAtomic(media, `${mediaText.trimEnd()}\n#EXT-X-ENDLIST\n`);
+      endedOne = true;
+    }
+    if (endedOne) ended.push(stream);
   }
   if (ended.length) logger.warn({ streams: ended }, 'ended playlists left open by a previous run');
   return ended;

@@ -23,6 +23,17 @@ export interface StreamOverview {
   errorRate: number;
   /** share of requests per backend over the rate window */
   backendShare: Record<string, number>;
+  /** From ingest's GET /streams while live: the quality ladder and what its ffmpeg costs (null: not live or ingest unreachable). */
+  transcode: StreamTranscode | null;
+}
+
+export interface StreamTranscode {
+  /** "720p,360p" or "off" (passthrough) */
+  ladder: string;
+  renditions: string[];
+  cpuCores: number | null;
+  speed: number | null;
+  slow: boolean;
 }
 
 export interface BackendRow {
@@ -38,6 +49,8 @@ export interface Overview {
   streams: StreamOverview[];
   pipeline: { newestRecordAt: string | null; lagMs: number | null; storeUp: boolean; senders: SenderStats | null };
   backends: BackendRow[] | null;
+  /** Whether ingest's control API answered (null: no INGEST_URL). */
+  ingest: { url: string; up: boolean } | null;
 }
 
 export interface OverviewOptions {
@@ -47,6 +60,8 @@ export interface OverviewOptions {
   /** Rates (requests/s, bytes/s, errors) are averaged over this much recent time. */
   rateWindowMs?: number;
   proxyUrl?: string | undefined;
+  /** Ingest's control HTTP base URL (GET /streams). */
+  ingestUrl?: string | undefined;
   opsToken: string;
   logger: Logger;
 }
@@ -67,11 +82,12 @@ export class OverviewBuilder {
 
   async build(now = new Date()): Promise<Overview> {
     const { store, windowMs } = this.options;
-    const [liveState, viewers, newest, backends] = await Promise.all([
+    const [liveState, viewers, newest, backends, ingest] = await Promise.all([
       readLiveState(ingestStateFile(this.options.mediaDir), now.getTime()),
       store.viewersNow(now, windowMs),
       store.newestRecordTime(),
       this.fetchBackends(),
+      this.fetchIngestStreams(),
     ]);
     const senders = await this.senderStats(backends, now.getTime());
     const live = new Map(liveState.streams.map((s) => [s.stream, s]));
@@ -97,6 +113,7 @@ export class OverviewBuilder {
           egressBytesPerSecond: traffic.bytes / seconds,
           errorRate: traffic.requests ? traffic.serverErrors / traffic.requests : 0,
           backendShare: share,
+          transcode: ingest?.streams.get(stream) ?? null,
         };
       }),
     );
@@ -106,7 +123,34 @@ export class OverviewBuilder {
       streams,
       pipeline: { newestRecordAt: newest?.toISOString() ?? null, lagMs: newest ? Math.max(0, now.getTime() - newest.getTime()) : null, storeUp: true, senders },
       backends,
+      ingest: this.options.ingestUrl ? { url: this.options.ingestUrl, up: ingest !== null } : null,
     };
+  }
+
+  /** Ingest's live streams: ladder, renditions, ffmpeg CPU and speed. Null when ingest does not answer. */
+  private async fetchIngestStreams(): Promise<{ streams: Map<string, StreamTranscode> } | null> {
+    if (!this.options.ingestUrl) return null;
+    try {
+      const res = await fetch(`${this.options.ingestUrl}/streams`, { signal: AbortSignal.timeout(1000) });
+      if (!res.ok) return null;
+      const body = (await res.json()) as { streams?: Array<Record<string, unknown>> };
+      const streams = new Map<string, StreamTranscode>();
+      for (const s of body.streams ?? []) {
+        if (typeof s.stream !== 'string') continue;
+        const t = (s.transcode ?? {}) as { cpuCores?: unknown; speed?: unknown; slow?: unknown };
+        const renditions = Array.isArray(s.renditions) ? s.renditions.map((r) => String((r as { name?: unknown }).name)) : [];
+        streams.set(s.stream, {
+          ladder: typeof s.ladder === 'string' ? s.ladder : 'off',
+          renditions,
+          cpuCores: typeof t.cpuCores === 'number' ? t.cpuCores : null,
+          speed: typeof t.speed === 'number' ? t.speed : null,
+          slow: t.slow === true,
+        });
+      }
+      return { streams };
+    } catch {
+      return null; // ingest down or slow: the dashboard says so, the rest of the overview goes on
+    }
   }
 
   /** Highest viewer count over the last 24 h (10 s buckets), kept current with the live count. */
