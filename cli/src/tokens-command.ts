@@ -1,10 +1,11 @@
 import os from 'node:os';
 import { MIN_PLAYBACK_SECRET_LENGTH, signPlaybackToken } from '../../common/src/playback-token.ts';
 import { isStreamName } from '../../common/src/stream-name.ts';
+import { isUploadId } from '../../common/src/upload-layout.ts';
 import type { CommandIO } from './streams-command.ts';
 
 const USAGE = `usage: onair tokens sign <stream> [--ttl 24h] [--base-url http://host:8080] [--json]
-  prints a watch link that opens <stream> until the token expires (the proxy's
+  prints a watch link that opens <stream> (or, with upload:<id>, an on-demand upload) until the token expires (the proxy's
   PLAYBACK_TOKEN_SECRET must be set in the environment: the same value the proxy has)
   --ttl       lifetime: a number with s, m, h or d (default 24h, at most 400d); cover the whole broadcast
   --base-url  the address viewers use (default http://<this host>:\${PROXY_PORT:-8080})`;
@@ -43,8 +44,10 @@ export async function tokensCommand(args: string[], io: CommandIO, env: NodeJS.P
   }
   const [verb, stream, ...rest] = positional;
   if (verb !== 'sign' || stream === undefined || rest.length > 0) return usage(io);
-  if (!isStreamName(stream)) {
-    io.err(`onair: invalid stream name "${stream}" (expected [a-z0-9][a-z0-9_-]{0,63})`);
+  // `upload:<id>` signs a link to an on-demand upload (/ondemand/<id>) instead of a stream.
+  const uploadId = stream.startsWith('upload:') ? stream.slice('upload:'.length) : null;
+  if (uploadId !== null ? !isUploadId(uploadId) : !isStreamName(stream)) {
+    io.err(`onair: invalid stream name "${stream}" (expected [a-z0-9][a-z0-9_-]{0,63}, or upload:<upload id>)`);
     return 1;
   }
   const secret = env.PLAYBACK_TOKEN_SECRET?.trim() ?? '';
@@ -65,7 +68,7 @@ export async function tokensCommand(args: string[], io: CommandIO, env: NodeJS.P
   }
   const expiresAt = Math.floor(now() / 1000) + ttl;
   const token = signPlaybackToken(secret, stream, expiresAt);
-  const url = new URL(`watch/${stream}`, base.href.endsWith('/') ? base.href : `${base.href}/`);
+  const url = new URL(uploadId !== null ? `ondemand/${uploadId}` : `watch/${stream}`, base.href.endsWith('/') ? base.href : `${base.href}/`);
   url.searchParams.set('token', token);
   const expires = new Date(expiresAt * 1000).toISOString();
   if (json) io.out(JSON.stringify({ stream, url: url.href, token, expiresAt: expires }));

@@ -114,6 +114,8 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
     PROXY_PORT: String(proxyPort),
     BACKENDS: webPorts.map((p) => `http://127.0.0.1:${p}`).join(','),
     MONITORING_URL: `http://127.0.0.1:${monitoringPort}`,
+    // On-demand uploads (/uploads*) go to ingest's control port.
+    INGEST_URL: `http://127.0.0.1:${controlPort}`,
     ...shipping,
   });
   let demoPublisher: SupervisedProcess | null = null;

@@ -80,6 +80,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       BACKENDS: webs.map((w) => w.url).join(','),
       HEALTH_INTERVAL_MS: '250',
       OPS_TOKEN: opsToken,
+      INGEST_URL: `http://127.0.0.1:${controlPort}`,
       ...shippingEnv,
       ...(monitoring ? { MONITORING_URL: monitoring.url } : {}),
       ...options.proxyEnv,

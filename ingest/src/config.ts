@@ -1,6 +1,10 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { parseLadderSpec } from '../../common/src/ladder-spec.ts';
 import { DEFAULT_DATA_DIR, DEFAULT_MEDIA_DIR, emptyAsUnset, env, parseEnv } from '../../common/src/config.ts';
+
+/** UPLOAD_LADDER=on. */
+const DEFAULT_UPLOAD_LADDER = '720p,480p,360p';
 
 export const ingestConfigSchema = z.object({
   RTMP_HOST: env.host('0.0.0.0'),
@@ -45,6 +49,30 @@ export const ingestConfigSchema = z.object({
   MONITORING_URL: z.preprocess(emptyAsUnset, z.string().url('MONITORING_URL must be a URL such as http://127.0.0.1:9000').default('http://127.0.0.1:9000')),
   /** The ops credential: authenticates uploads and ingest's calls to the monitoring API. */
   OPS_TOKEN: z.preprocess(emptyAsUnset, z.string().min(12, 'the ops token must be at least 12 characters (the same rule as monitoring)').optional()),
+  // --- on-demand uploads (README "On-demand uploads"; they need OPS_TOKEN) ---
+  FFPROBE_PATH: z.string().min(1).default('ffprobe'),
+  /** Largest accepted video file, bytes (4 GiB). */
+  UPLOAD_MAX_BYTES: env.positiveInt(4 * 1024 ** 3),
+  /** An upload whose body sends nothing for this long is abandoned (its partial file deleted). */
+  UPLOAD_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(60_000),
+  /** Segment duration of transcoded uploads (keyframes every this many seconds). */
+  UPLOAD_SEGMENT_SECONDS: z.coerce.number().int().min(1).max(10).default(4),
+  /** Transcodes running at once. */
+  UPLOAD_CONCURRENCY: z.coerce.number().int().min(1).max(8).default(1),
+  /** Niceness of upload transcodes (0–19): live broadcasts keep the CPU they need. */
+  UPLOAD_NICE: z.coerce.number().int().min(0).max(19).default(10),
+  /** Transcode uploads to the quality ladder: `off`, `on` (= 720p,480p,360p) or rungs like `1080p,720p,360p`. */
+  UPLOAD_LADDER: z
+    .string()
+    .default('off')
+    .transform((v) => (['on', 'true', '1', 'yes'].includes(v.trim().toLowerCase()) ? DEFAULT_UPLOAD_LADDER : ['false', '0', 'no'].includes(v.trim().toLowerCase()) ? 'off' : v))
+    .superRefine((v, ctx) => {
+      try {
+        parseLadderSpec(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
   /** x264 preset of live quality-ladder renditions (README "Quality ladder"). */
   LADDER_PRESET: z.enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow']).default('veryfast'),
   /** Seconds ffmpeg's speed must stay below 1.0x (or back above) before ingest warns (or says it recovered). */

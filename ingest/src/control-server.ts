@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { handleOpsRequest, type Readiness } from '../../common/src/ops-endpoints.ts';
 import type { BroadcastStatus } from './broadcasts.ts';
@@ -8,10 +8,17 @@ import type { BroadcastStatus } from './broadcasts.ts';
  * GET /streams (live streams, since when, input codec/resolution/bitrate, muxer and playlist
  * state, quality ladder and renditions, ffmpeg CPU and speed), /healthz, /readyz, /metrics.
  */
-export function createControlServer(registry: Registry, readiness: Readiness, streams: () => BroadcastStatus[]): Server {
-  return createServer((req, res) => {
+export function createControlServer(
+  registry: Registry,
+  readiness: Readiness,
+  streams: () => BroadcastStatus[],
+  /** More routes (the upload API): true when it answered the request. */
+  routes?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean,
+): Server {
+  const server = createServer((req, res) => {
     if (handleOpsRequest(req, res, registry, readiness)) return;
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (routes?.(req, res, path)) return;
     if (path === '/streams' && (req.method === 'GET' || req.method === 'HEAD')) {
       const body = JSON.stringify({ streams: streams() });
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
@@ -19,6 +26,9 @@ export function createControlServer(registry: Registry, readiness: Readiness, st
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
-    res.end('not found: ingest serves /streams, /healthz, /readyz and /metrics\n');
+    res.end('not found: ingest serves /streams, /uploads, /healthz, /readyz and /metrics\n');
   });
+  // An upload of gigabytes takes longer than Node's 5-minute request limit; uploads have their own idle timeout.
+  server.requestTimeout = 0;
+  return server;
 }

@@ -19,6 +19,7 @@ import { createIngestMetrics } from './metrics.ts';
 import { decidePublish } from './publish-policy.ts';
 import { RtmpServer } from './rtmp/rtmp-server.ts';
 import { StreamKeys } from './stream-keys.ts';
+import { createUploads } from './uploads/uploads.ts';
 
 const config = loadConfigOrExit(() => loadIngestConfig());
 const logger = createLogger('ingest', config.LOG_LEVEL);
@@ -71,10 +72,12 @@ const rtmp = new RtmpServer({
 });
 
 let rtmpListening = false;
+const uploads = createUploads(config, registry, logger);
 const control = createControlServer(
   registry,
   () => (stopping ? 'shutting down' : !rtmpListening ? 'RTMP not listening' : !keys.loaded ? 'stream registry not loaded' : null),
   () => broadcasts.status(),
+  uploads.handle,
 );
 
 async function checkFfmpeg(): Promise<string> {
@@ -134,6 +137,7 @@ async function start(): Promise<void> {
     retentionTimer = setInterval(runRetention, config.ARCHIVE_RETENTION_INTERVAL_MS);
     retentionTimer.unref();
   }
+  await uploads.start();
   await keys.start();
   await liveState!.start();
   const controlPort = await listen(control, config.CONTROL_PORT, config.CONTROL_HOST);
@@ -150,7 +154,7 @@ runUntilSignal({
     if (retentionTimer) clearInterval(retentionTimer);
     rtmp.stopAccepting();
     rtmpListening = false;
-    await broadcasts.endAll();
+    await Promise.all([broadcasts.endAll(), uploads.stop()]);
     rtmp.close();
     await liveState!.stop();
     keys.stop();

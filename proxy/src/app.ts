@@ -26,10 +26,11 @@ import { connectionEvent, createProxyHttpServer, handleSocketRefusals } from './
 import { ProxyMetrics } from './metrics.ts';
 import { PlaybackGate } from './playback-gate.ts';
 import type { ProxyResponse } from './proxy-response.ts';
-import { refuse, refuseOnSocket } from './refusals.ts';
+import { refuse, refuseOnSocket, type Refusal } from './refusals.ts';
 import { resolveRequestId } from './request-id.ts';
 import { RequestRecords } from './request-records.ts';
 import { isMonitoringPath, Router } from './router.ts';
+import { discardRestOfBody, hasBody, isUploadRequest, UploadGate, watchBodyDeadline } from './upload-gate.ts';
 import { isOpsPath, ViewerNetworks } from './viewer-access.ts';
 
 export interface ProxyApp {
@@ -55,7 +56,9 @@ export function buildProxy(
   const thresholds = { healthyThreshold: config.healthyThreshold, unhealthyThreshold: config.unhealthyThreshold };
   const webPool = new BackendPool('web', thresholds);
   const monitoringPool = config.monitoringUrl ? new BackendPool('monitoring', thresholds) : null;
-  const router = new Router(webPool, monitoringPool);
+  const ingestPool = new BackendPool('ingest', thresholds);
+  const router = new Router(webPool, monitoringPool, ingestPool);
+  const uploadGate = new UploadGate(config.opsToken, config.uploads);
   const networks = new ViewerNetworks(config.viewerAllowCidrs);
   const addresses = new ClientAddresses(config.frontProxies);
   const limits = new ClientLimits({
@@ -120,6 +123,17 @@ export function buildProxy(
     const now = performance.now();
     track(req, res, path, now);
     if (admission.refuses(req, res, url, path, now)) return;
+    const upload = isUploadRequest(req, path);
+    if (upload) {
+      const refusal = uploadGate.refusal(req);
+      if (refusal !== null) {
+        refuse(res, refusal);
+        discardRestOfBody(req);
+        return;
+      }
+    } else if (config.limits.requestTimeoutMs > 0 && hasBody(req)) {
+      watchBodyDeadline(req, res, config.limits.requestTimeoutMs, () => dropBrokenRequest(res, 'request-timeout'));
+    }
     if (admin.handles(path)) {
       admin.handle(req, res, path);
       return;
@@ -131,9 +145,29 @@ export function buildProxy(
     };
     if (pool === webPool && cachedSegments.handle(req, res, path, forward)) return;
     forward();
+    // Counted as it streams to ingest (never buffered): a chunked body has no length to check up front.
+    if (upload) {
+      uploadGate.watchSize(req, res, () => {
+        forwarder.abandon(res);
+        refuse(res, 'payload-too-large');
+        discardRestOfBody(req);
+      });
+    }
   };
 
-  const server = createProxyHttpServer(config.limits, config.tls, onRequest);
+  /** A request whose body broke a limit while relayed: its upstream exchange is dropped, the client refused and disconnected. */
+  const dropBrokenRequest = (res: ProxyResponse, reason: Refusal): void => {
+    forwarder.abandon(res);
+    refuse(res, reason, { close: true });
+  };
+
+  // Node's request timeout is one value per server: it is the upload's (UPLOAD_TIMEOUT_MS); every
+  // other request body gets REQUEST_TIMEOUT_MS from watchBodyDeadline, headers HEADERS_TIMEOUT_MS.
+  const serverLimits = {
+    ...config.limits,
+    requestTimeoutMs: config.uploads.timeoutMs === 0 ? 0 : Math.max(config.limits.requestTimeoutMs, config.uploads.timeoutMs),
+  };
+  const server = createProxyHttpServer(serverLimits, config.tls, onRequest);
   // Per-address connection counts; with TLS, once the handshake is done (handshakes are bounded by
   // MAX_CONNECTIONS and their own timeout).
   server.on(connectionEvent(server), (socket: Socket) => limits.connectionOpened(socket, addresses.peerIp(socket), performance.now()));
@@ -182,6 +216,7 @@ export function buildProxy(
     async start() {
       for (const url of config.backends) webPool.add(url);
       if (monitoringPool !== null && config.monitoringUrl) monitoringPool.add(config.monitoringUrl);
+      ingestPool.add(config.ingestUrl);
       if (fileWatcher) await fileWatcher.start();
       healthChecker.start();
       limits.start();

@@ -57,6 +57,12 @@ export const proxyConfigSchema = z.object({
   INSTANCE: z.preprocess(emptyAsUnset, z.string().max(200).optional()),
   /** When set, /monitor* and /api/* go to this upstream instead of the web pool. */
   MONITORING_URL: backendUrl,
+  /** Ingest's control HTTP: /uploads and /uploads/* (on-demand uploads) go there. */
+  INGEST_URL: z.preprocess((v) => emptyAsUnset(v) ?? 'http://127.0.0.1:8001', backendUrl),
+  /** Largest video file an upload may carry (the request may be 1 MiB larger: multipart framing and title). */
+  UPLOAD_MAX_BYTES: env.positiveInt(4 * 1024 ** 3),
+  /** Time an upload request (POST /uploads) may take to arrive, instead of REQUEST_TIMEOUT_MS (0 = no limit). */
+  UPLOAD_TIMEOUT_MS: env.nonNegativeInt(4 * 3600_000),
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
   MAX_SOCKETS_PER_BACKEND: env.positiveInt(256),
@@ -130,6 +136,14 @@ export interface ClientLimitsConfig {
   keepAliveTimeoutMs: number;
 }
 
+/** The upload request's own limits (README "On-demand uploads"): viewer limits stay for everything else. */
+export interface UploadLimits {
+  /** The video file's limit; the request body may exceed it by the multipart allowance. */
+  maxFileBytes: number;
+  /** Whole upload request; 0 = none. */
+  timeoutMs: number;
+}
+
 export interface ProxyConfig {
   port: number;
   host: string;
@@ -144,6 +158,9 @@ export interface ProxyConfig {
   opsToken: string | undefined;
   instance: string;
   monitoringUrl: string | undefined;
+  /** Where /uploads* go (ingest's control port). */
+  ingestUrl: string;
+  uploads: UploadLimits;
   logLevel: z.infer<typeof proxyConfigSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   maxSocketsPerBackend: number;
@@ -179,6 +196,8 @@ export function loadProxyConfig(environment: NodeJS.ProcessEnv = process.env): P
     opsToken: e.OPS_TOKEN,
     instance,
     monitoringUrl: e.MONITORING_URL,
+    ingestUrl: e.INGEST_URL!,
+    uploads: { maxFileBytes: e.UPLOAD_MAX_BYTES, timeoutMs: e.UPLOAD_TIMEOUT_MS },
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxSocketsPerBackend: e.MAX_SOCKETS_PER_BACKEND,

@@ -6,6 +6,7 @@ import { EJECTING_ERRORS, type Backend, type UpstreamErrorKind } from './backend
 import type { BackendPool } from './backend-pool.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { ProxyResponse } from './proxy-response.ts';
+import { discardRestOfBody } from './upload-gate.ts';
 
 export interface ForwarderOptions {
   maxSocketsPerBackend: number;
@@ -130,10 +131,17 @@ export class Forwarder {
     }
   }
 
-  private readonly onProxyRes = (proxyRes: IncomingMessage, _req: IncomingMessage, rawRes: ServerResponse): void => {
+  private readonly onProxyRes = (proxyRes: IncomingMessage, req: IncomingMessage, rawRes: ServerResponse): void => {
     const res = rawRes as ProxyResponse;
     res.servedBy = res.attempt;
     res.upstreamRes = proxyRes;
+    // The backend answered before it had the whole body (ingest refusing an upload): nothing more goes
+    // upstream; the rest of the body is read and discarded (bounded) so the client gets to read this answer.
+    if (!req.complete && !isReplayable(req)) {
+      discardRestOfBody(req);
+      const upstreamReq = res.upstreamReq;
+      proxyRes.once('end', () => upstreamReq?.destroy());
+    }
     (proxyRes as UpstreamResponse)[kClient] = res;
     (proxyRes as UpstreamResponse)[kForwarder] = this;
     proxyRes.once('close', onUpstreamClose);
@@ -155,6 +163,12 @@ export class Forwarder {
     const upstreamReq = res.upstreamReq;
     res.upstreamReq = null;
     if (clientGone(req, res)) return;
+    if (res.upstreamRes !== null && !req.complete) {
+      // The backend answered early and closed while the body was still being sent (ingest refusing an
+      // upload): the write error is the consequence, not a backend failure. A cut answer is cut for the client too.
+      if (!res.upstreamRes.complete) res.destroy();
+      return;
+    }
 
     this.failAttempt(req, res, backend, classifyUpstreamError(err, upstreamReq), err);
   };

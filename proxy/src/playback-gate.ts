@@ -8,6 +8,13 @@ const ARCHIVE_PREFIX = '/archive/';
 const WATCH_PATH = new RegExp(`^/watch/(${STREAM_NAME_PATTERN.source.slice(1, -1)})/?$`);
 /** A stream's recordings page and a recording's player page. */
 const VOD_PATH = new RegExp(`^/vod/(${STREAM_NAME_PATTERN.source.slice(1, -1)})(?:/[^/]+)?/?$`);
+/**
+ * On-demand uploads: the player page /ondemand/<id> and the files /uploaded/<id>/…, opened by a token
+ * signed for `upload:<id>` (a colon never appears in a stream name, so no stream's token opens an upload).
+ */
+const UPLOADED_PREFIX = '/uploaded/';
+const ONDEMAND_PATH = /^\/ondemand\/(\d{8}-\d{6}-[a-z0-9]{6})\/?$/;
+export const UPLOAD_TOKEN_PREFIX = 'upload:';
 
 export type PlaybackDecision =
   | { ok: true; stream: string | null; setCookie: string[] | null }
@@ -46,6 +53,14 @@ export class PlaybackGate {
       if (match === null) return OPEN; // not a player page: web answers 404
       stream = match[1]!;
       fromPage = true;
+    } else if (path.startsWith(UPLOADED_PREFIX)) {
+      const end = path.indexOf('/', UPLOADED_PREFIX.length);
+      stream = UPLOAD_TOKEN_PREFIX + path.slice(UPLOADED_PREFIX.length, end === -1 ? path.length : end);
+    } else if (path.startsWith('/ondemand/')) {
+      const match = ONDEMAND_PATH.exec(path);
+      if (match === null) return OPEN; // not a player page: web answers 404
+      stream = UPLOAD_TOKEN_PREFIX + match[1]!;
+      fromPage = true;
     } else if (path.startsWith('/vod/')) {
       // Recording pages: reached from the watch page's links, which carry no token: the cookie counts.
       const match = VOD_PATH.exec(path);
@@ -60,7 +75,7 @@ export class PlaybackGate {
     let first: PlaybackTokenCheck | null = null;
     if (queryToken !== null) {
       const check = this.verify(queryToken, stream, nowSeconds);
-      if (check.ok) return { ok: true, stream, setCookie: isStreamName(stream) ? cookie(stream, queryToken, check.expiresAt - nowSeconds, secure) : null };
+      if (check.ok) return { ok: true, stream, setCookie: cookieFor(stream, queryToken, check.expiresAt - nowSeconds, secure) };
       first = check;
     }
     // The cookie's path is /live/<stream>/, so a browser only sends it there.
@@ -78,6 +93,14 @@ export class PlaybackGate {
     }
     return first === null ? MISSING : { ok: false, reason: (first as { reason: 'token-invalid' | 'token-expired' }).reason };
   }
+}
+
+function cookieFor(subject: string, token: string, maxAge: number, secure: boolean): string[] | null {
+  if (!subject.startsWith(UPLOAD_TOKEN_PREFIX)) return isStreamName(subject) ? cookie(subject, token, maxAge, secure) : null;
+  const id = subject.slice(UPLOAD_TOKEN_PREFIX.length);
+  if (!/^\d{8}-\d{6}-[a-z0-9]{6}$/.test(id)) return null;
+  const one = (path: string): string => `${PLAYBACK_COOKIE}=${token}; Max-Age=${Math.max(1, maxAge)}; Path=${path}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+  return [one(`/uploaded/${id}/`), one(`/ondemand/${id}`)];
 }
 
 /** A cookie for the live stream's files, its recordings' files and its recording pages (a browser sends each only under its path). */

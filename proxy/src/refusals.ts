@@ -30,6 +30,10 @@ const REFUSALS = {
   'method-not-allowed': [405, 'this method is not allowed here'],
   /** HEADERS_TIMEOUT_MS / REQUEST_TIMEOUT_MS: the request did not arrive in time (slowloris). */
   'request-timeout': [408, 'the request took too long to arrive'],
+  /** POST /uploads without the ops token (checked here too, so an anonymous client never streams a body to ingest). */
+  unauthorized: [401, 'uploading needs the ops token (Authorization: Bearer <OPS_TOKEN>)'],
+  /** An upload larger than UPLOAD_MAX_BYTES (declared, or counted while it streams). */
+  'payload-too-large': [413, 'the upload is larger than UPLOAD_MAX_BYTES allows'],
   /** An Expect header other than 100-continue. */
   'expectation-failed': [417, 'this Expect header is not supported'],
 } as const satisfies Record<string, readonly [number, string]>;

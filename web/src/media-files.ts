@@ -1,15 +1,17 @@
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { archiveRoot, liveRoot } from '../../common/src/media-layout.ts';
-import type { ArchiveRequest, MediaRequest } from './media-path.ts';
+import { uploadsRoot } from '../../common/src/upload-layout.ts';
+import type { ArchiveRequest, MediaRequest, UploadedRequest } from './media-path.ts';
 
 /** Files above this are streamed from disk per request instead of being held in memory. */
 export const MAX_BUFFERED_FILE_BYTES = 64 * 1024 * 1024;
 
 export type LoadedFile = { kind: 'buffer'; data: Buffer } | { kind: 'large'; size: number };
 
-/** Absolute path of a validated media request; only ever inside MEDIA_DIR/live/<stream>/ or MEDIA_DIR/archive/<stream>/<session>/. */
-export function mediaFilePath(mediaDir: string, media: MediaRequest | ArchiveRequest): string {
+/** Absolute path of a validated media request; only ever inside MEDIA_DIR/live/<stream>/, MEDIA_DIR/archive/<stream>/<session>/ or MEDIA_DIR/uploads/<id>/. */
+export function mediaFilePath(mediaDir: string, media: MediaRequest | ArchiveRequest | UploadedRequest): string {
+  if ('upload' in media) return path.join(uploadsRoot(mediaDir), media.upload, ...(media.rendition === null ? [] : [media.rendition]), media.file);
   if ('session' in media) return path.join(archiveRoot(mediaDir), media.stream, media.session, media.file);
   return path.join(liveRoot(mediaDir), media.stream, ...(media.rendition ? [media.rendition] : []), media.file);
 }

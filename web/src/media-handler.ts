@@ -5,7 +5,8 @@ import { MEDIA_CONTENT_TYPES } from '../../common/src/media-layout.ts';
 import type { Logger } from '../../common/src/logger.ts';
 import { parseByteRange } from './byte-range.ts';
 import { loadMediaFile, loadPlaylist, mediaFilePath, type LoadedFile } from './media-files.ts';
-import { ARCHIVE_PREFIX, parseArchivePath, parseMediaPath, type MediaRequest } from './media-path.ts';
+import { ARCHIVE_PREFIX, parseArchivePath, parseMediaPath, parseUploadedPath, type MediaRequest } from './media-path.ts';
+import { UPLOADED_FILES_PREFIX } from '../../common/src/upload-layout.ts';
 import type { WebMetrics } from './metrics.ts';
 import { PlaylistCache } from './playlist-cache.ts';
 import type { SegmentCache } from './segment-cache.ts';
@@ -24,7 +25,7 @@ const ENDED_RECORDING_CACHE_CONTROL = 'public, max-age=3600';
 const ENDLIST = Buffer.from('#EXT-X-ENDLIST');
 
 /**
- * GET|HEAD /live/<stream>/<file> and /archive/<stream>/<session>/<file>.
+ * GET|HEAD /live/<stream>/<file>, /archive/<stream>/<session>/<file> and /uploaded/<id>/<file>.
  * /live/ is the hot path, a plain node handler (no express) answering from
  * memory whenever it can. The path is validated before the file system is touched.
  */
@@ -55,8 +56,8 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
   };
 
   const serveSegment = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, file: string): void => {
-    if ('session' in media) {
-      // Recordings stay out of the segment cache: one viewer of an old recording must not evict
+    if (isStored(media)) {
+      // Recordings (and uploads) stay out of the segment cache: one viewer of an old recording must not evict
       // the live segments that hundreds are fetching (the OS page cache still helps).
       loadMediaFile(file)
         .then((loaded) => {
@@ -87,7 +88,7 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
   };
 
   return function handleMedia(req: IncomingMessage, res: ServerResponse, path: string): void {
-    const parsed = path.startsWith(ARCHIVE_PREFIX) ? parseArchivePath(path) : parseMediaPath(path);
+    const parsed = path.startsWith(ARCHIVE_PREFIX) ? parseArchivePath(path) : path.startsWith(UPLOADED_FILES_PREFIX) ? parseUploadedPath(path) : parseMediaPath(path);
     if (!parsed.ok) {
       logger.debug({ path, reason: parsed.reason }, 'media path refused');
       sendText(req, res, parsed.status, parsed.status === 400 ? 'bad request\n' : 'not found\n');
@@ -104,8 +105,13 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
   };
 }
 
+/** A recording or an on-demand upload: read from disk per request, a complete VOD playlist may be cached. */
+function isStored(media: MediaRequest): boolean {
+  return 'session' in media || 'upload' in media;
+}
+
 function playlistCacheControl(media: MediaRequest, body: Buffer | null): string {
-  return 'session' in media && body !== null && body.includes(ENDLIST) ? ENDED_RECORDING_CACHE_CONTROL : PLAYLIST_CACHE_CONTROL;
+  return isStored(media) && body !== null && body.includes(ENDLIST) ? ENDED_RECORDING_CACHE_CONTROL : PLAYLIST_CACHE_CONTROL;
 }
 
 function mediaHeaders(media: MediaRequest, body: Buffer | null = null): OutgoingHttpHeaders {

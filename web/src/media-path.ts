@@ -1,6 +1,7 @@
 import { classifyMediaFile, isSessionId, THUMBNAIL_FILE, type MediaFileKind } from '../../common/src/media-layout.ts';
 import { isRenditionName } from '../../common/src/ladder-spec.ts';
 import { isStreamName } from '../../common/src/stream-name.ts';
+import { isUploadId, UPLOAD_THUMBNAIL, UPLOADED_FILES_PREFIX } from '../../common/src/upload-layout.ts';
 
 /** A request for one file under MEDIA_DIR/live, validated before anything touches the file system. */
 export interface MediaRequest {
@@ -18,8 +19,19 @@ export interface ArchiveRequest extends MediaRequest {
   session: string;
 }
 
+/**
+ * A file of an on-demand upload: MEDIA_DIR/uploads/<id>/<file>, or <id>/<rendition>/<file> when it
+ * was transcoded to the ladder. `stream` is '' (an upload belongs to no stream).
+ */
+export interface UploadedRequest extends MediaRequest {
+  upload: string;
+  rendition: string | null;
+}
+
 export type MediaPathResult = { ok: true; media: MediaRequest } | { ok: false; status: 400 | 404; reason: string };
 export type ArchivePathResult = { ok: true; media: ArchiveRequest } | { ok: false; status: 400 | 404; reason: string };
+
+export type UploadedPathResult = { ok: true; media: UploadedRequest } | { ok: false; status: 400 | 404; reason: string };
 
 export const LIVE_PREFIX = '/live/';
 export const ARCHIVE_PREFIX = '/archive/';
@@ -70,6 +82,26 @@ export function parseArchivePath(path: string): ArchivePathResult {
   const kind = file === THUMBNAIL_FILE ? 'segment' : classifyMediaFile(file);
   if (kind === null) return { ok: false, status: 404, reason: 'not a media file name' };
   return { ok: true, media: { stream, session, file, kind, ext: file.slice(file.lastIndexOf('.') + 1) } };
+}
+
+/**
+ * Parses the raw path of an `/uploaded/<id>/[<rendition>/]<file>` request, with the same rules as
+ * parseMediaPath; the file is a media file name or the thumbnail (never upload.json, temp or hidden files).
+ */
+export function parseUploadedPath(path: string): UploadedPathResult {
+  if (!path.startsWith(UPLOADED_FILES_PREFIX)) return { ok: false, status: 404, reason: 'not an uploaded file path' };
+  const unsafe = unsafePath(path);
+  if (unsafe) return unsafe;
+  const parts = path.slice(UPLOADED_FILES_PREFIX.length).split('/');
+  if (parts.length !== 2 && parts.length !== 3) return { ok: false, status: 404, reason: 'not /uploaded/<id>/<file>' };
+  const upload = parts[0]!;
+  const file = parts[parts.length - 1]!;
+  const rendition = parts.length === 3 ? parts[1]! : null;
+  if (!isUploadId(upload)) return { ok: false, status: 404, reason: 'not an upload id' };
+  if (rendition !== null && !isRenditionName(rendition)) return { ok: false, status: 404, reason: 'not a rendition name' };
+  const kind = file === UPLOAD_THUMBNAIL && rendition === null ? 'segment' : classifyMediaFile(file);
+  if (kind === null) return { ok: false, status: 404, reason: 'not a media file name' };
+  return { ok: true, media: { stream: '', upload, rendition, file, kind, ext: file.slice(file.lastIndexOf('.') + 1) } };
 }
 
 function unsafePath(path: string): { ok: false; status: 400; reason: string } | null {

@@ -3,8 +3,10 @@ import { isStreamName } from '../../common/src/stream-name.ts';
 import type { Logger } from '../../common/src/logger.ts';
 import type { Asset } from './assets.ts';
 import type { LiveStreams } from './live-streams.ts';
-import { renderIndexPage, renderNotFoundPage, renderRecordingPage, renderRecordingsPage, renderWatchPage } from './pages.ts';
+import { renderIndexPage, renderNotFoundPage, renderOnDemandPage, renderRecordingPage, renderRecordingsPage, renderUploadPage, renderUploadPlayerPage, renderWatchPage } from './pages.ts';
 import type { Recordings } from './recordings.ts';
+import type { Uploads } from './uploads.ts';
+import { isUploadId } from '../../common/src/upload-layout.ts';
 import { isSessionId } from '../../common/src/media-layout.ts';
 
 /** Recordings shown on / under "Recent recordings". */
@@ -21,8 +23,8 @@ const PAGE_HEADERS = {
   'referrer-policy': 'no-referrer',
 };
 
-export function createPagesApp(options: { liveStreams: LiveStreams; recordings: Recordings; assets: Map<string, Asset>; logger: Logger }): express.Express {
-  const { liveStreams, recordings, assets, logger } = options;
+export function createPagesApp(options: { liveStreams: LiveStreams; recordings: Recordings; uploads: Uploads; assets: Map<string, Asset>; logger: Logger }): express.Express {
+  const { liveStreams, recordings, uploads, assets, logger } = options;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -38,14 +40,31 @@ export function createPagesApp(options: { liveStreams: LiveStreams; recordings: 
 
   app.get('/', async (_req, res) => {
     const recent = (await recordings.list()).filter((r) => !r.live).slice(0, RECENT_ON_INDEX);
-    sendPage(res, 200, renderIndexPage(liveStreams.list(), recent));
+    sendPage(res, 200, renderIndexPage(liveStreams.list(), recent, (await uploads.list()).slice(0, RECENT_ON_INDEX)));
   });
 
   // Recordings of one stream (?stream=) or of all, newest first. Changes with each segment of a live one.
   app.get('/vod.json', async (req, res) => {
     const stream = typeof req.query.stream === 'string' ? req.query.stream : undefined;
     if (stream !== undefined && !isStreamName(stream)) return void res.status(400).set('cache-control', 'no-store').json({ error: 'not a stream name' });
-    res.set('cache-control', 'no-cache').json({ recordings: await recordings.list(stream) });
+    // On-demand uploads belong to no stream: listed only without ?stream=.
+    const body = stream === undefined ? { recordings: await recordings.list(), uploads: await uploads.list() } : { recordings: await recordings.list(stream) };
+    res.set('cache-control', 'no-cache').json(body);
+  });
+
+  app.get('/ondemand', async (_req, res) => {
+    sendPage(res, 200, renderOnDemandPage(await uploads.list()));
+  });
+
+  app.get('/ondemand/:id', async (req, res) => {
+    const id = req.params.id;
+    const upload = isUploadId(id) ? await uploads.find(id) : null;
+    if (!upload) return sendPage(res, 404, renderNotFoundPage('There is no such video (it may have been deleted, or it is still being processed).'));
+    sendPage(res, 200, renderUploadPlayerPage(upload));
+  });
+
+  app.get('/upload', (_req, res) => {
+    sendPage(res, 200, renderUploadPage());
   });
 
   app.get('/vod/:stream', async (req, res) => {

@@ -1,5 +1,6 @@
 import type { PublicStream } from './live-streams.ts';
 import type { PublicRecording } from './recordings.ts';
+import type { PublicUpload } from './uploads.ts';
 
 /** HTML pages. Everything dynamic is escaped; page scripts are files under /assets/ (strict CSP, no inline code). */
 
@@ -64,14 +65,69 @@ function recordingItem(r: PublicRecording, withStream: boolean): string {
     + `<span class="meta"><time datetime="${escapeHtml(r.started)}">${escapeHtml(r.started)}</time> · <span class="duration${r.live ? ' live' : ''}">${escapeHtml(label)}</span></span></a></li>`;
 }
 
-export function renderIndexPage(streams: readonly PublicStream[], recent: readonly PublicRecording[] = []): string {
+export function renderIndexPage(streams: readonly PublicStream[], recent: readonly PublicRecording[] = [], uploads: readonly PublicUpload[] = []): string {
   return layout('onair — live now', `<main class="index">
 <h1>Live now</h1>
 <p id="nothing-live" class="empty"${streams.length ? ' hidden' : ''}>Nothing is live right now. This page updates by itself.</p>
 <ul id="streams" class="streams">${streams.map(streamItem).join('')}</ul>
 ${recent.length ? `<h2>Recent recordings</h2>
 <ul class="recordings">${recent.map((r) => recordingItem(r, true)).join('')}</ul>` : ''}
+${uploads.length ? `<h2>On demand</h2>
+<ul class="recordings uploads">${uploads.map(uploadItem).join('')}</ul>
+<p><a href="/ondemand">All on-demand videos</a></p>` : ''}
 </main>`, [{ src: '/assets/streams.js' }]);
+}
+
+/** One uploaded video as a card: thumbnail, title, duration, date. */
+function uploadItem(u: PublicUpload): string {
+  const thumb = u.thumbnail ? `<img src="${escapeHtml(u.thumbnail)}" alt="" loading="lazy" width="320" height="180">` : '<span class="nothumb"></span>';
+  return `<li><a href="${escapeHtml(u.page)}">${thumb}<span class="name">${escapeHtml(u.title)}</span>`
+    + `<span class="meta"><time datetime="${escapeHtml(u.created)}">${escapeHtml(u.created)}</time> · <span class="duration">${escapeHtml(formatDuration(u.durationSeconds))}</span></span></a></li>`;
+}
+
+/** /ondemand: every uploaded video, newest first. */
+export function renderOnDemandPage(uploads: readonly PublicUpload[]): string {
+  return layout('On demand — onair', `<main class="index">
+<h1>On demand</h1>
+<p><a href="/upload">Upload a video</a></p>
+<p id="no-uploads" class="empty"${uploads.length ? ' hidden' : ''}>No videos have been uploaded yet.</p>
+<ul id="uploads" class="recordings uploads">${uploads.map(uploadItem).join('')}</ul>
+</main>`, [{ src: '/assets/local-times.js' }]);
+}
+
+/** /ondemand/<id>: the same player as live and recordings, on the upload's VOD playlist. */
+export function renderUploadPlayerPage(upload: PublicUpload): string {
+  return layout(`${upload.title} — onair`, `<main class="watch" id="player" data-mode="vod" data-stream="${escapeHtml(upload.id)}" data-upload="${escapeHtml(upload.id)}" data-playlist="${escapeHtml(upload.playlist)}">
+${stage()}
+<div class="bar">
+<h1>${escapeHtml(upload.title)}</h1>
+<span id="status" class="status" data-state="connecting">connecting…</span>
+<span class="meta">${escapeHtml(formatDuration(upload.durationSeconds))} · uploaded <time datetime="${escapeHtml(upload.created)}">${escapeHtml(upload.created)}</time></span>
+<span id="latency" class="latency"></span>
+<span id="meta" class="meta"></span>
+<a class="action" href="/ondemand">All on-demand videos</a>
+</div>
+</main>`, [{ src: '/assets/hls.min.js', classic: true }, { src: '/assets/player.js' }]);
+}
+
+/** /upload: ops upload a video (the ops token is asked for here and kept in sessionStorage only). */
+export function renderUploadPage(): string {
+  return layout('Upload a video — onair', `<main class="index upload" id="upload-page">
+<h1>Upload a video</h1>
+<form id="upload-form" class="upload-form">
+<label>Ops token <input id="token" name="token" type="password" autocomplete="off" required></label>
+<label>Title <input id="title" name="title" type="text" maxlength="200" placeholder="taken from the file name when empty"></label>
+<label>Video file <input id="file" name="file" type="file" accept="video/*" required></label>
+<button id="send" type="submit">Upload</button>
+</form>
+<section id="progress" class="upload-progress" hidden>
+<p><span id="phase">uploading</span> <span id="percent">0 %</span></p>
+<progress id="bar" max="100" value="0"></progress>
+<p id="message" class="message" role="status"></p>
+<p><a id="watch" class="action" href="#" hidden>Play it</a></p>
+</section>
+<p><a href="/ondemand">All on-demand videos</a></p>
+</main>`, [{ src: '/assets/upload.js' }]);
 }
 
 /** /vod/<stream>: the stream's recordings, newest first; kept current from /vod.json by recordings.js. */

@@ -20,6 +20,8 @@ import { Recordings } from './recordings.ts';
 import { createRequestTracker } from './request-tracker.ts';
 import { sendText } from './responses.ts';
 import { SegmentCache } from './segment-cache.ts';
+import { Uploads } from './uploads.ts';
+import { UPLOADED_FILES_PREFIX } from '../../common/src/upload-layout.ts';
 
 const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -61,7 +63,7 @@ export async function createWebServer(
   });
   const tracker = createRequestTracker({ instance: config.instance, trustList: createTrustList(config.trustedProxies), accessLog, metrics });
   const handleMedia = createMediaHandler({ mediaDir: config.mediaDir, segmentCache, metrics, logger });
-  const pages = createPagesApp({ liveStreams, recordings: new Recordings(config.mediaDir, logger), assets, logger });
+  const pages = createPagesApp({ liveStreams, recordings: new Recordings(config.mediaDir, logger), uploads: new Uploads(config.mediaDir, logger), assets, logger });
 
   // Routing by hand before express: media is the hot path and must not pay for middleware.
   const route = (req: IncomingMessage, res: ServerResponse): void => {
@@ -75,7 +77,7 @@ export async function createWebServer(
     tracker.track(req, res);
     // Absolute-form or asterisk targets are for proxies, not for an origin server.
     if (!url.startsWith('/')) return sendText(req, res, 400, 'bad request\n');
-    if (path.startsWith(LIVE_PREFIX) || path.startsWith(ARCHIVE_PREFIX)) return handleMedia(req, res, path);
+    if (path.startsWith(LIVE_PREFIX) || path.startsWith(ARCHIVE_PREFIX) || path.startsWith(UPLOADED_FILES_PREFIX)) return handleMedia(req, res, path);
     pages(req, res);
   };
 
