@@ -45,8 +45,15 @@ export class Uploads {
     });
   }
 
+  /**
+   * One upload. Not only from the (up to UPLOADS_TTL_MS old) listing: the uploader is sent to the
+   * player page the moment ingest says "ready", so a miss reads that upload's own upload.json.
+   */
   async find(id: string): Promise<PublicUpload | null> {
-    return (await this.list()).find((u) => u.id === id) ?? null;
+    const listed = (await this.list()).find((u) => u.id === id);
+    if (listed) return listed;
+    const info = await readUploadInfo(path.join(uploadsRoot(this.mediaDir), id, UPLOAD_INFO_FILE));
+    return info && info.id === id ? toPublicUpload(info) : null;
   }
 
   private async scan(): Promise<PublicUpload[]> {
