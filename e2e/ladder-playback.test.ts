@@ -22,7 +22,7 @@ let publisher: ManagedProcess | null = null;
 
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
-  stack = await startStack({ webReplicas: 1, proxy: true, ingestEnv: { LADDER_PRESET: 'ultrafast' } });
+  stack = await startStack({ webReplicas: 1, proxy: true, monitoring: true, ingestEnv: { LADDER_PRESET: 'ultrafast' } });
   browser = await launchChromium();
 });
 
@@ -134,6 +134,24 @@ test('the master playlist plays in Chromium, and a forced level switch lands on 
     assert.equal(seg.headers.get('content-type'), 'video/iso.segment');
     assert.equal(seg.headers.get('cache-control'), 'public, max-age=31536000, immutable');
     assert.equal((await fetch(`${stack.proxyUrl}/live/ladder-e2e/999x/index.m3u8`)).status, 404);
+
+    // Ops see the ladder and what it costs on the stream's dashboard card (monitoring asks ingest).
+    const dashboard = await browser.newPage({ viewport: { width: 1366, height: 820 } });
+    try {
+      await dashboard.goto(`${stack.proxyUrl}/monitor`);
+      await dashboard.fill('#token', stack.opsToken);
+      await Promise.all([dashboard.waitForURL(/\/monitor$/), dashboard.click('button[type=submit]')]);
+      const card = await waitFor('the ladder and ffmpeg CPU on the stream card', async () => {
+        const text = await dashboard.textContent('[data-stream="ladder-e2e"] [data-field="transcode"]').catch(() => null);
+        return text && /ffmpeg \d+\.\d\d cores/.test(text) ? text : undefined;
+      }, 20_000, 250);
+      console.log(`dashboard card: ${card}`);
+      assert.match(card, /^ladder source · 240p · 144p · ffmpeg (\d+\.\d\d) cores/);
+      assert.ok(Number(/ffmpeg (\d+\.\d\d) cores/.exec(card)![1]) > 0, 'transcoding costs CPU');
+      await dashboard.screenshot({ path: path.join(ARTIFACTS, 'ladder-dashboard.png') });
+    } finally {
+      await dashboard.close();
+    }
   } catch (err) {
     await page.screenshot({ path: path.join(ARTIFACTS, 'ladder-playback-failed.png') }).catch(() => undefined);
     (err as Error).message += `\n${JSON.stringify(await view(page).catch(() => null))}\n${stack.diagnostics()}`;
