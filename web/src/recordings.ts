@@ -3,7 +3,7 @@ import path from 'node:path';
 import { archiveRoot, isSessionId, SESSION_FILE, type SessionInfo } from '../../common/src/media-layout.ts';
 import { isStreamName } from '../../common/src/stream-name.ts';
 import type { Logger } from '../../common/src/logger.ts';
-import { SingleFlight } from './single-flight.ts';
+import { CachedListing } from './cached-listing.ts';
 
 /** What viewers see of a recorded broadcast (GET /vod.json): URLs ready to use, nothing internal. */
 export interface PublicRecording {
@@ -28,14 +28,15 @@ export const RECORDINGS_TTL_MS = 2_000;
  * writes there). One directory walk per TTL whatever the number of requests; newest first.
  */
 export class Recordings {
-  private cached: { at: number; list: PublicRecording[] } | null = null;
-  private readonly flight = new SingleFlight<PublicRecording[]>();
+  private readonly listing: CachedListing<PublicRecording>;
 
   constructor(
     private readonly mediaDir: string,
     private readonly logger: Logger,
-    private readonly ttlMs = RECORDINGS_TTL_MS,
-  ) {}
+    ttlMs = RECORDINGS_TTL_MS,
+  ) {
+    this.listing = new CachedListing(ttlMs, () => this.scan());
+  }
 
   async list(stream?: string): Promise<PublicRecording[]> {
     const all = await this.all();
@@ -46,14 +47,8 @@ export class Recordings {
     return (await this.all()).find((r) => r.stream === stream && r.session === session) ?? null;
   }
 
-  private async all(): Promise<PublicRecording[]> {
-    if (this.cached && performance.now() - this.cached.at < this.ttlMs) return this.cached.list;
-    return this.flight.run('all', async () => {
-      const at = performance.now();
-      const list = await this.scan();
-      this.cached = { at, list };
-      return list;
-    });
+  private all(): Promise<PublicRecording[]> {
+    return this.listing.get();
   }
 
   private async scan(): Promise<PublicRecording[]> {

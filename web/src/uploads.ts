@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../common/src/logger.ts';
 import { isUploadId, UPLOAD_INFO_FILE, UPLOAD_PLAYLIST, UPLOAD_THUMBNAIL, uploadFilesUrl, uploadPageUrl, uploadsRoot, type UploadInfo } from '../../common/src/upload-layout.ts';
-import { SingleFlight } from './single-flight.ts';
+import { CachedListing } from './cached-listing.ts';
 
 /** What viewers see of an on-demand upload (GET /vod.json `uploads`): URLs ready to use, nothing internal. */
 export interface PublicUpload {
@@ -26,23 +26,18 @@ export const UPLOADS_TTL_MS = 2_000;
  * complete folder into place, so a folder with upload.json is playable). Newest first.
  */
 export class Uploads {
-  private cached: { at: number; list: PublicUpload[] } | null = null;
-  private readonly flight = new SingleFlight<PublicUpload[]>();
+  private readonly listing: CachedListing<PublicUpload>;
 
   constructor(
     private readonly mediaDir: string,
     private readonly logger: Logger,
-    private readonly ttlMs = UPLOADS_TTL_MS,
-  ) {}
+    ttlMs = UPLOADS_TTL_MS,
+  ) {
+    this.listing = new CachedListing(ttlMs, () => this.scan());
+  }
 
-  async list(): Promise<PublicUpload[]> {
-    if (this.cached && performance.now() - this.cached.at < this.ttlMs) return this.cached.list;
-    return this.flight.run('all', async () => {
-      const at = performance.now();
-      const list = await this.scan();
-      this.cached = { at, list };
-      return list;
-    });
+  list(): Promise<PublicUpload[]> {
+    return this.listing.get();
   }
 
   /**
