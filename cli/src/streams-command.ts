@@ -32,7 +32,7 @@ export async function streamsCommand(args: string[], io: CommandIO, env: NodeJS.
     }
   }
   const [verb, name, ...rest] = positional;
-  if (verb === 'ladder' && name && rest.length === 1) return ladderCommand(dataDir, name, rest[0]!, json, io);
+  const spec = verb === 'ladder' ? rest.shift() : undefined;
   if (rest.length > 0 || !verb) {
     io.err(USAGE);
     return 2;
@@ -55,6 +55,15 @@ export async function streamsCommand(args: string[], io: CommandIO, env: NodeJS.
           if (verb === 'rotate') io.out('The old secret no longer works for new publishes; a broadcast already live continues.');
           if (stored) io.out(`Quality ladder: source + ${stored} (renditions above the source's height are skipped).`);
         }
+        return 0;
+      }
+      case 'ladder': {
+        // Takes effect at the stream's next publish.
+        if (!name || spec === undefined) break;
+        const stored = await setStreamLadder(dataDir, name, spec);
+        if (json) io.out(JSON.stringify({ stream: name, ladder: stored ?? 'off' }));
+        else if (stored) io.out(`Stream "${name}": quality ladder source + ${stored}, from its next publish.`);
+        else io.out(`Stream "${name}": no quality ladder (passthrough), from its next publish.`);
         return 0;
       }
       case 'list': {
@@ -86,21 +95,4 @@ export async function streamsCommand(args: string[], io: CommandIO, env: NodeJS.
   }
   io.err(USAGE);
   return 2;
-}
-
-/** `onair streams ladder <stream> <spec|off>`: takes effect at the stream's next publish. */
-async function ladderCommand(dataDir: string, name: string, spec: string, json: boolean, io: CommandIO): Promise<number> {
-  try {
-    const stored = await setStreamLadder(dataDir, name, spec);
-    if (json) io.out(JSON.stringify({ stream: name, ladder: stored ?? 'off' }));
-    else if (stored) io.out(`Stream "${name}": quality ladder source + ${stored}, from its next publish.`);
-    else io.out(`Stream "${name}": no quality ladder (passthrough), from its next publish.`);
-    return 0;
-  } catch (err) {
-    if (err instanceof StreamRegistryError) {
-      io.err(`onair: ${err.message}`);
-      return 1;
-    }
-    throw err;
-  }
 }
