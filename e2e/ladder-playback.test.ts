@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { addStream } from '../common/src/stream-registry.ts';
-import { launchChromium } from '../common/testing/browser.ts';
+import { launchChromium, recordHlsEvents } from '../common/testing/browser.ts';
 import { REPO_ROOT, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { publish, startStack, type Stack } from '../common/testing/stack.ts';
 
@@ -82,20 +82,7 @@ test('the master playlist plays in Chromium, and a forced level switch lands on 
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   try {
     await page.goto(`${stack.proxyUrl}/watch/ladder-e2e`);
-    await page.evaluate(() => {
-      const w = window as unknown as { __switched: number[]; __fatal: string[]; __hooked?: unknown; onairPlayer?: { hls?: { on: (e: string, f: (ev: string, d: { level: number; fatal: boolean; details: string }) => void) => void } } };
-      w.__switched = [];
-      w.__fatal = [];
-      setInterval(() => {
-        const hls = w.onairPlayer?.hls;
-        if (!hls || w.__hooked === hls) return;
-        w.__hooked = hls;
-        hls.on('hlsLevelSwitched', (_e, data) => w.__switched.push(data.level));
-        hls.on('hlsError', (_e, data) => {
-          if (data.fatal) w.__fatal.push(data.details);
-        });
-      }, 50);
-    });
+    await recordHlsEvents(page);
     const playing = await waitFor('the ladder to play', async () => {
       const v = await view(page);
       return v.state === 'live' && v.currentTime > 1 && v.levels.length === 3 ? v : undefined;

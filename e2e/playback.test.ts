@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { REPO_ROOT, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, type Stack } from '../common/testing/stack.ts';
-import { launchChromium } from '../common/testing/browser.ts';
+import { launchChromium, recordHlsEvents } from '../common/testing/browser.ts';
 
 const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
 
@@ -63,20 +63,9 @@ test('video plays in Chromium through the proxy, ends, and resumes without a rel
   });
   try {
     await page.goto(`${stack.proxyUrl}/watch/town-hall`);
-    // Record fatal hls.js errors from whichever Hls instance the page is using.
+    await recordHlsEvents(page);
     await page.evaluate(() => {
-      const w = window as unknown as { __fatal: string[]; __marker: number; __hooked?: unknown; onairPlayer?: { hls?: { on: (e: string, f: (ev: string, d: { fatal: boolean; details: string }) => void) => void } } };
-      w.__fatal = [];
-      w.__marker = 42;
-      setInterval(() => {
-        const hls = w.onairPlayer?.hls;
-        if (hls && w.__hooked !== hls) {
-          w.__hooked = hls;
-          hls.on('hlsError', (_e, data) => {
-            if (data.fatal) w.__fatal.push(data.details);
-          });
-        }
-      }, 50);
+      (window as unknown as { __marker: number }).__marker = 42; // gone if the page reloads
     });
     const start = await waitFor('playback to start', async () => {
       const v = await playerView(page);

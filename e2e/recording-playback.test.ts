@@ -11,7 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { archivedSessions, readArchive } from '../common/testing/archive.ts';
 import { REPO_ROOT, sleep, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, waitForSegments, type Stack } from '../common/testing/stack.ts';
-import { launchChromium } from '../common/testing/browser.ts';
+import { launchChromium, recordHlsEvents } from '../common/testing/browser.ts';
 
 const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
 const STREAM = 'all-hands';
@@ -53,22 +53,6 @@ async function playerView(page: Page): Promise<PlayerView> {
   });
 }
 
-async function recordFatalErrors(page: Page): Promise<void> {
-  await page.evaluate(() => {
-    const w = window as unknown as { __fatal: string[]; __hooked?: unknown; onairPlayer?: { hls?: { on: (e: string, f: (ev: string, d: { fatal: boolean; details: string }) => void) => void } } };
-    w.__fatal = [];
-    setInterval(() => {
-      const hls = w.onairPlayer?.hls;
-      if (hls && w.__hooked !== hls) {
-        w.__hooked = hls;
-        hls.on('hlsError', (_e, data) => {
-          if (data.fatal) w.__fatal.push(data.details);
-        });
-      }
-    }, 50);
-  });
-}
-
 async function withDiagnostics(page: Page, name: string, fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
@@ -93,7 +77,7 @@ test('during the broadcast, "watch from the start" plays the growing recording f
     assert.match((await link.getAttribute('href')) ?? '', new RegExp(`^/vod/${STREAM}/\\d{8}-\\d{6}-[a-z0-9]{6}$`));
     await link.click();
     await page.waitForURL(/\/vod\//);
-    await recordFatalErrors(page);
+    await recordHlsEvents(page);
     const playing = await waitFor('the recording to play from its start', async () => {
       const v = await playerView(page);
       return v.state === 'playing' && v.currentTime > 1 ? v : undefined;
@@ -150,7 +134,7 @@ test('after the broadcast, the recording is listed and plays from start to end',
   await withDiagnostics(page, 'vod', async () => {
     await page.goto(`${base}/vod/${STREAM}`);
     await page.locator(`a[href="/vod/${STREAM}/${session}"]`).click();
-    await recordFatalErrors(page);
+    await recordHlsEvents(page);
     const started = await waitFor('playback to start', async () => {
       const v = await playerView(page);
       return v.currentTime > 0.2 ? v : undefined;
