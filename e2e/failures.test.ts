@@ -27,6 +27,7 @@ import { freePort, sleep, startService, waitFor, type ManagedProcess } from '../
 import { createStream, publish, restartMonitoring, startStack, waitForSegments, type Stack } from '../common/testing/stack.ts';
 import type { FleetWindow } from '../loadtest/node/fleet-stats.ts';
 import { ViewerFleet } from '../loadtest/node/viewer-fleet.ts';
+import type { BackendView } from '../proxy/test/helpers.ts';
 
 const STREAM = 'failures';
 const VIEWERS = 50;
@@ -64,15 +65,6 @@ async function metricSum(url: string, name: string): Promise<number> {
   return sum;
 }
 
-interface BackendSnapshot {
-  url: string;
-  state: string;
-  inFlight: number;
-  requests: number;
-  retries: number;
-  errors: Record<string, number>;
-}
-
 describe('failure scenarios', () => {
   let stack: Stack;
   let publisher: ManagedProcess;
@@ -100,7 +92,7 @@ describe('failure scenarios', () => {
     });
     return { status: res.status, body: await res.json() };
   };
-  const backends = async (): Promise<BackendSnapshot[]> => (await admin('GET', '/admin/backends')).body.backends as BackendSnapshot[];
+  const backends = async (): Promise<BackendView[]> => (await admin('GET', '/admin/backends')).body.backends as BackendView[];
   const stateChanges = (url: string): Array<{ at: number; from: string; to: string; reason: string }> =>
     proxyTap.events
       .filter((e) => e.msg === STATE_CHANGED && e.fields.backend === url)
