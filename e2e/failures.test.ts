@@ -23,6 +23,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { storedRecordIds, tapLogs, type LoggedRecord, type LogTap } from '../common/testing/access-records.ts';
+import { metricValue, scrapeMetrics } from '../common/testing/metrics.ts';
 import { freePort, sleep, startService, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, restartMonitoring, startStack, waitForSegments, type Stack } from '../common/testing/stack.ts';
 import type { FleetWindow } from '../loadtest/node/fleet-stats.ts';
@@ -59,10 +60,7 @@ async function senderMetrics(urls: readonly string[]): Promise<Record<string, nu
 
 /** Sum of one metric (all label sets) on a /metrics page. */
 async function metricSum(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return sum;
+  return metricValue(await scrapeMetrics(url), name);
 }
 
 describe('failure scenarios', () => {

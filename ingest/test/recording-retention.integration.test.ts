@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import { createLogger } from '../../common/src/logger.ts';
 import { archiveSessionDir } from '../../common/src/media-layout.ts';
 import { archivedSessions, readArchive } from '../../common/testing/archive.ts';
+import { metricValue, scrapeMetrics } from '../../common/testing/metrics.ts';
 import { makeTempDir, sleep, startService, waitFor, waitForHttpOk, type ManagedProcess } from '../../common/testing/processes.ts';
 import { createStream, publish, startMonitoring, startStack, waitForSegments, type MonitoringProcess, type Stack } from '../../common/testing/stack.ts';
 import { applyRetention } from '../src/archive/archive-maintenance.ts';
@@ -112,9 +113,7 @@ async function watchedNow(seconds = WINDOW_SECONDS): Promise<Array<{ stream: str
 }
 
 async function ingestCounter(name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`${stack.controlUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  return metricValue(await scrapeMetrics(stack.controlUrl), name, labels);
 }
 
 const logsWith = (msg: string, session?: string) =>

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { AccessRecord } from '../../common/src/access-record.ts';
 import type { LiveStream } from '../../common/src/live-state.ts';
+import { metricValue, scrapeMetrics } from '../../common/testing/metrics.ts';
 import { freePort, makeTempDir, startService, waitFor, waitForHttpOk, type ManagedProcess } from '../../common/testing/processes.ts';
 import { TestReceiver } from '../../common/testing/receiver.ts';
 import { keepLiveStateFresh, liveStream, writeLiveState, writeStreamFiles } from './fixtures.ts';
@@ -19,10 +20,7 @@ const SID = '6e2fb550-c457-11e9-bb97-0800200c9a66';
 const cmcdQuery = (sid: string): string => `CMCD=${encodeURIComponent(`bl=21300,br=3200,cid="demo",sid="${sid}",sf=h,st=l`)}`;
 
 async function metric(base: string, name: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return sum;
+  return metricValue(await scrapeMetrics(base), name);
 }
 
 describe('web ships access records to a Fluent receiver', () => {

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
+import { scrapeMetrics } from '../../../common/testing/metrics.ts';
 import { waitFor } from '../../../common/testing/processes.ts';
 import { viewPlaylist, type PlaylistView, type Stack } from '../../../common/testing/stack.ts';
 
@@ -43,22 +44,11 @@ export async function waitForLog(stack: Stack, from: number, what: string, match
   return waitFor(`log line: ${what}`, () => logsSince(stack, from).find(match), timeoutMs, 50);
 }
 
-export async function metricsText(stack: Stack): Promise<string> {
-  return (await fetch(`${stack.controlUrl}/metrics`)).text();
+export function metricsText(stack: Stack): Promise<string> {
+  return scrapeMetrics(stack.controlUrl);
 }
 
-/** The sum of the samples of `name` whose labels contain `labels` (e.g. `reason="idle"`); 0 when none. */
-export function metricValue(text: string, name: string, labels = ''): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!(rest.startsWith('{') || rest.startsWith(' '))) continue;
-    if (labels && !rest.includes(labels)) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
+export { metricValue } from '../../../common/testing/metrics.ts';
 
 /** Resident memory of a process in MiB, from /proc. */
 export async function rssMiB(pid: number): Promise<number> {
