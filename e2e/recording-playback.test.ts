@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { archivedSessions, readArchive } from '../common/testing/archive.ts';
+import { readArchive, waitForEndedRecording } from '../common/testing/archive.ts';
 import { REPO_ROOT, sleep, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, waitForSegments, type Stack } from '../common/testing/stack.ts';
 import { launchChromium, recordHlsEvents } from '../common/testing/browser.ts';
@@ -97,12 +97,8 @@ test('during the broadcast, "watch from the start" plays the growing recording f
 test('after the broadcast, the recording is listed and plays from start to end', async () => {
   await sleep(2000);
   await publisher!.stop(); // OBS "Stop Streaming"
-  const [session] = await waitFor('the recording to end', async () => {
-    const list = await archivedSessions(stack.mediaDir, STREAM);
-    const archive = list.length === 1 ? await readArchive(stack.mediaDir, STREAM, list[0]!).catch(() => null) : null;
-    return archive?.info.ended && archive.info.thumbnail ? list : undefined;
-  }, 30_000, 200);
-  const { playlist, info } = await readArchive(stack.mediaDir, STREAM, session!);
+  const session = await waitForEndedRecording(stack.mediaDir, STREAM, { thumbnail: true });
+  const { playlist, info } = await readArchive(stack.mediaDir, STREAM, session);
 
   // The listing and the files, through the proxy.
   const base = stack.proxyUrl!;

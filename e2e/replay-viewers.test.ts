@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { archivedSessions, readArchive } from '../common/testing/archive.ts';
+import { waitForEndedRecording } from '../common/testing/archive.ts';
 import { launchChromium } from '../common/testing/browser.ts';
 import { REPO_ROOT, sleep, waitFor } from '../common/testing/processes.ts';
 import { createStream, publish, startStack, waitForSegments, type Stack } from '../common/testing/stack.ts';
@@ -56,11 +56,7 @@ test('a replay played in Chromium shows on /api/recordings and on the dashboard'
     } finally {
       await publisher.stop();
     }
-    const [session] = await waitFor('the recording to end', async () => {
-      const list = await archivedSessions(stack.mediaDir, STREAM);
-      const archive = list.length === 1 ? await readArchive(stack.mediaDir, STREAM, list[0]!).catch(() => null) : null;
-      return archive?.info.ended ? list : undefined;
-    }, 30_000, 200);
+    const session = await waitForEndedRecording(stack.mediaDir, STREAM);
     assert.deepEqual(await recordingsApi(), [], 'nobody watches yet');
     assert.equal((await fetch(`${stack.proxyUrl}/api/recordings`)).status, 401, 'ops only');
 

@@ -6,6 +6,7 @@ import { open, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { archiveRoot, type SessionInfo } from '../src/media-layout.ts';
+import { waitFor } from './processes.ts';
 
 const run = promisify(execFile);
 
@@ -61,6 +62,20 @@ export async function readArchive(mediaDir: string, stream: string, session: str
     playlist: viewArchivePlaylist(await readFile(path.join(dir, 'index.m3u8'), 'utf8')),
     info: JSON.parse(await readFile(path.join(dir, 'session.json'), 'utf8')) as SessionInfo,
   };
+}
+
+/**
+ * Waits for the recording of a broadcast that just stopped: the stream's one session besides `known`
+ * whose session.json has an end time (and, with `thumbnail`, its thumbnail). Returns its session id.
+ */
+export function waitForEndedRecording(mediaDir: string, stream: string, options: { known?: readonly string[]; thumbnail?: boolean } = {}): Promise<string> {
+  const known = options.known ?? [];
+  return waitFor('the recording to end', async () => {
+    const fresh = (await archivedSessions(mediaDir, stream)).filter((s) => !known.includes(s));
+    if (fresh.length !== 1) return undefined;
+    const archive = await readArchive(mediaDir, stream, fresh[0]!).catch(() => null);
+    return archive?.info.ended && (!options.thumbnail || archive.info.thumbnail) ? fresh[0] : undefined;
+  }, 30_000, 200);
 }
 
 /** The type of the first ISO BMFF box of a file ('styp', 'moof', 'ftyp', …). */

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { createLogger } from '../../common/src/logger.ts';
 import { archiveSessionDir } from '../../common/src/media-layout.ts';
-import { archivedSessions, readArchive } from '../../common/testing/archive.ts';
+import { archivedSessions, waitForEndedRecording } from '../../common/testing/archive.ts';
 import { metricValue, scrapeMetrics } from '../../common/testing/metrics.ts';
 import { makeTempDir, sleep, startService, waitFor, waitForHttpOk, type ManagedProcess } from '../../common/testing/processes.ts';
 import { createStream, publish, startMonitoring, startStack, waitForSegments, type MonitoringProcess, type Stack } from '../../common/testing/stack.ts';
@@ -77,12 +77,7 @@ async function record(key: string, known: readonly string[]): Promise<string> {
   } finally {
     await publisher.stop();
   }
-  return waitFor('the recording to end', async () => {
-    const fresh = (await archivedSessions(stack.mediaDir, STREAM)).filter((s) => !known.includes(s));
-    if (fresh.length !== 1) return undefined;
-    const archive = await readArchive(stack.mediaDir, STREAM, fresh[0]!).catch(() => null);
-    return archive?.info.ended ? fresh[0] : undefined;
-  }, 30_000, 200);
+  return waitForEndedRecording(stack.mediaDir, STREAM, { known });
 }
 
 /** Moves a recording's end time back two hours: older than ARCHIVE_MAX_AGE_HOURS=1. */
