@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { makeTempDir } from '../../common/testing/processes.ts';
-import { checkFmp4 } from '../src/hls/fmp4-check.ts';
+import { checkFmp4 } from './support/fmp4-check.ts';
 
 function box(type: string, body: Buffer | number): Buffer {
   const content = typeof body === 'number' ? Buffer.alloc(body, 1) : body;
