@@ -44,9 +44,9 @@ export const env = {
   positiveNumber: (fallback: number) => z.coerce.number().positive().default(fallback),
   bool: (fallback: boolean) =>
     z
-      .enum(['true', 'false', '1', '0', 'yes', 'no'])
+      .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
       .default(fallback ? 'true' : 'false')
-      .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+      .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on'),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   host: (fallback: string) => z.string().min(1).default(fallback),
   /**

@@ -15,6 +15,8 @@ export const liveStreamSchema = z.object({
     .nullable(),
   audio: z.object({ codec: z.string(), sampleRate: z.number(), channels: z.number() }).nullable(),
   bitrateKbps: z.number(),
+  /** The stream's playlists are low-latency HLS (parts, blocking reload): players tune for it. */
+  lowLatency: z.boolean().default(false),
 });
 export type LiveStream = z.infer<typeof liveStreamSchema>;
 

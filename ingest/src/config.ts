@@ -18,8 +18,17 @@ export const ingestConfigSchema = z.object({
   HLS_SEGMENT_SECONDS: env.positiveNumber(1),
   HLS_WINDOW_SEGMENTS: z.coerce.number().int().min(3).max(100).default(6),
   HLS_DELETE_GRACE_SEGMENTS: z.coerce.number().int().min(1).max(100).default(2),
-  /** 0 = chosen from the broadcast's first segment (its keyframe interval). */
+  /**
+   * 0 = low latency: 2 s (or HLS_SEGMENT_SECONDS if longer), fixed before the first segment ends
+   * because the first part is listed at once; classic: chosen from the broadcast's first segment.
+   */
   HLS_TARGET_DURATION: env.nonNegativeInt(0),
+  /** Low-latency HLS (README "Low-latency HLS"): parts, blocking playlist reload. off = classic HLS, segments only. */
+  HLS_LOW_LATENCY: env.bool(true),
+  /** Nominal part duration; parts end on frame boundaries (10 frames at 30 fps, 8 at 25). */
+  HLS_PART_SECONDS: z.coerce.number().min(0.1).max(2).default(1 / 3),
+  /** PART-HOLD-BACK in part targets: how far behind the newest part players stay (spec: at least 2, should be 3). */
+  HLS_PART_HOLD_BACK_PARTS: z.coerce.number().min(2).max(10).default(3),
   PUBLISH_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(5000),
   /** A connection must have completed the handshake and be publishing this long after connecting. */
   RTMP_HANDSHAKE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(10_000),

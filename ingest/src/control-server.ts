@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { handleOpsRequest, type Readiness } from '../../common/src/ops-endpoints.ts';
-import type { BroadcastStatus } from './broadcasts.ts';
+import type { BroadcastStatus } from './broadcast/broadcasts.ts';
 
 /**
  * Ingest's control HTTP (port 8001, for ops and the launcher, not for viewers):

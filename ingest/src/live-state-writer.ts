@@ -53,7 +53,7 @@ export class LiveStateWriter {
     this.writing = true;
     do {
       this.dirty = false;
-      const streams = this.snapshot().map(({ stream, state, since, video, audio, bitrateKbps }) => ({ stream, state, since, video, audio, bitrateKbps }));
+      const streams = this.snapshot().map(({ stream, state, since, video, audio, bitrateKbps, lowLatency }) => ({ stream, state, since, video, audio, bitrateKbps, lowLatency }));
       await this.write({ version: 1, updatedAt: new Date().toISOString(), heartbeatMs: this.heartbeatMs, streams });
     } while (this.dirty);
     this.writing = false;

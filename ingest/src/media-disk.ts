@@ -1,16 +1,14 @@
 /**
- * Whether ingest can write to MEDIA_DIR, seen from the writes themselves. ffmpeg says nothing
- * when the disk is full (measured with 5.1: it keeps running, renames 0-byte segments into place,
- * writes an empty playlist, and exits 0), so failures come from ingest's own checks: incomplete
- * fMP4 output (fmp4-check.ts), an empty muxer playlist, ENOSPC from our playlist and live-state
- * writes. One clear error when writes start failing, debug lines while they keep failing, one
- * line when they work again; metrics for alerting. The publisher stays connected throughout.
+ * Whether ingest can write to MEDIA_DIR, seen from the writes themselves: ingest writes every
+ * public file (parts, segments, inits, playlists, live.json), so ENOSPC and friends come back to
+ * it. One clear error when writes start failing, debug lines while they keep failing, one line when
+ * they work again; metrics for alerting. The publisher stays connected throughout.
  */
 import { statfsSync } from 'node:fs';
 import type { Logger } from '../../common/src/logger.ts';
 import type { IngestMetrics } from './metrics.ts';
 
-export type MediaFile = 'segment' | 'init' | 'playlist' | 'muxer-playlist' | 'live-state';
+export type MediaFile = 'part' | 'segment' | 'init' | 'playlist' | 'live-state';
 
 /** Below this much free space a failed or truncated write is put down to a full disk. */
 const LOW_SPACE_BYTES = 1024 * 1024;

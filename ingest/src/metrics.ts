@@ -6,6 +6,7 @@ export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
 export interface IngestMetricSources {
   rtmpConnections: () => number;
   mediaFreeBytes: () => number | null;
+  feedReaders?: () => number;
 }
 
 export function createIngestMetrics(registry: Registry, sources?: IngestMetricSources) {
@@ -17,6 +18,16 @@ export function createIngestMetrics(registry: Registry, sources?: IngestMetricSo
     muxerStuck: new Counter({ name: 'onair_ingest_muxer_stuck_total', help: 'ffmpeg runs killed because they stopped reading input', registers: [registry] }),
     segmentsPublished: new Counter({ name: 'onair_ingest_segments_published_total', help: 'Segments added to public playlists', registers: [registry] }),
     segmentsOverTarget: new Counter({ name: 'onair_ingest_segments_over_target_total', help: 'Segments longer than the playlist target duration (unsteady keyframe interval)', registers: [registry] }),
+    partsOverTarget: new Counter({ name: 'onair_ingest_parts_over_target_total', help: 'Parts longer than the playlist part target (an irregular frame interval)', registers: [registry] }),
+    mediaLost: new Counter({ name: 'onair_ingest_media_lost_total', help: 'Parts or segments lost before they could be listed (a write failed, or a rendition lacked them): the playlist resumes after a discontinuity', labelNames: ['stream'], registers: [registry] }),
+    feedReaders: new Gauge({
+      name: 'onair_ingest_playlist_feed_readers',
+      help: 'Web replicas reading the playlist feed (GET /playlists/feed)',
+      registers: [registry],
+      collect() {
+        if (sources?.feedReaders) this.set(sources.feedReaders());
+      },
+    }),
     segmentDuration: new Histogram({ name: 'onair_ingest_segment_duration_seconds', help: 'Published segment durations', buckets: [0.5, 1, 1.5, 2, 3, 4, 6, 8, 10], registers: [registry] }),
     publisherDisconnects: new Counter({ name: 'onair_ingest_publisher_disconnects_total', help: 'Publishers that left, by how', labelNames: ['how'], registers: [registry] }),
     inputBytes: new Counter({ name: 'onair_ingest_input_bytes_total', help: 'FLV bytes fed to muxers', registers: [registry] }),
@@ -29,7 +40,7 @@ export function createIngestMetrics(registry: Registry, sources?: IngestMetricSo
         if (sources) this.set(sources.rtmpConnections());
       },
     }),
-    mediaWriteErrors: new Counter({ name: 'onair_ingest_media_write_errors_total', help: 'Media files that could not be written (file: segment, init, playlist, muxer-playlist, live-state)', labelNames: ['stream', 'file'], registers: [registry] }),
+    mediaWriteErrors: new Counter({ name: 'onair_ingest_media_write_errors_total', help: 'Media files that could not be written (file: part, segment, init, playlist, live-state)', labelNames: ['stream', 'file'], registers: [registry] }),
     archiveSegments: new Counter({ name: 'onair_ingest_archive_segments_total', help: 'Segments added to broadcast recordings', registers: [registry] }),
     archiveErrors: new Counter({ name: 'onair_ingest_archive_errors_total', help: 'Recording writes that failed (the live stream is not affected), by operation', labelNames: ['op'], registers: [registry] }),
     archiveSessionsDeleted: new Counter({ name: 'onair_ingest_archive_sessions_deleted_total', help: 'Recordings deleted by retention, by reason', labelNames: ['reason'], registers: [registry] }),

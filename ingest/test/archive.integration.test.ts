@@ -51,7 +51,7 @@ test('a broadcast with a reconnect is archived as one complete VOD session with 
 
     assert.equal(playlist.type, 'EVENT');
     assert.equal(playlist.ended, true);
-    assert.equal(playlist.targetDuration, 1);
+    assert.equal(playlist.targetDuration, 2, "the live playlist's (low latency: fixed at 2 s before the first 1 s segment ended)");
     assert.equal(playlist.discontinuities, 1, 'one DISCONTINUITY: the reconnect');
     assert.equal(playlist.maps, 2, 'a new EXT-X-MAP with the new run');
     const joinAt = playlist.segments.findIndex((s) => s.discontinuity);

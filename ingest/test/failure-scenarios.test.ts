@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { chromium, type Page } from 'playwright-core';
 import { makeTempDir, sleep, waitFor, type ManagedProcess } from '../../common/testing/processes.ts';
 import { createStream, ingestStreams, publish, startStack, viewPlaylist, waitForSegments, type PlaylistView, type Stack } from '../../common/testing/stack.ts';
-import { checkFmp4 } from '../src/hls/fmp4-check.ts';
+import { checkFmp4 } from './support/fmp4-check.ts';
 import { logCount, metricsText, metricValue, position, waitForLog } from './support/ingest-probe.ts';
 
 const run = promisify(execFile);

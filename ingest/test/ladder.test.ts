@@ -6,14 +6,13 @@ import {
   ladderFilterGraph,
   LadderSpecError,
   parseLadderSpec,
-  renderMasterPlaylist,
   renditionOutputArgs,
-  renditionPlaylistUri,
   renditionsFor,
   scaledWidth,
   type SourceInfo,
 } from '../src/transcode/ladder.ts';
-import { liveLadderArgs } from '../src/transcode/live-ladder.ts';
+import { renderMasterPlaylist, renditionPlaylistUri } from '../../common/src/hls/master-playlist.ts';
+import { FIRST_OUTPUT_FD, ladderArgs } from '../src/muxer/muxer-args.ts';
 
 const source720: SourceInfo = { width: 1280, height: 720, fps: 30, videoCodec: 'avc1.64001f', audioCodec: 'mp4a.40.2', bitrateKbps: 2650 };
 
@@ -85,18 +84,18 @@ describe('ffmpeg arguments', () => {
     const aac = renditionsFor(parseLadderSpec('360p'), { ...source720, audioCodec: 'mp4a.6b' })[1]!;
     assert.match(renditionOutputArgs(aac, { keyframes: { kind: 'source' }, latency: 'live' }).join(' '), /-c:a aac -b:a 96k -ac 2$/);
   });
-  test('the live command line: progress, FLV on stdin, one HLS output per rendition folder', () => {
-    const args = liveLadderArgs({ run: 'r1', workDir: '/w', segmentSeconds: 1, renditions, preset: 'veryfast' });
+  test('the live command line: progress, FLV on stdin, one fragmented-MP4 pipe per rendition', () => {
+    const args = ladderArgs(renditions, 'veryfast');
     assert.deepEqual(args.slice(0, 4), ['-progress', 'pipe:1', '-stats_period', '1']);
     assert.ok(args.includes('pipe:0'));
-    assert.deepEqual(args.filter((a) => a.endsWith('ffmpeg.m3u8')), ['/w/source/ffmpeg.m3u8', '/w/480p/ffmpeg.m3u8', '/w/360p/ffmpeg.m3u8']);
-    assert.equal(args.filter((a) => a === '-hls_time').length, 3);
+    assert.deepEqual(args.filter((a) => /^pipe:[3-9]$/.test(a)), [`pipe:${FIRST_OUTPUT_FD}`, `pipe:${FIRST_OUTPUT_FD + 1}`, `pipe:${FIRST_OUTPUT_FD + 2}`]);
+    assert.equal(args.filter((a) => a === '-frag_duration').length, 3);
   });
 });
 
 test('master playlist text', () => {
   const renditions = renditionsFor(parseLadderSpec('360p'), { ...source720, height: 480, width: 854, fps: 29.97 });
-  const text = renderMasterPlaylist(renditions.map((rendition) => ({ rendition, uri: renditionPlaylistUri(rendition) })));
+  const text = renderMasterPlaylist(renditions.map((rendition) => ({ ...rendition, uri: renditionPlaylistUri(rendition) })));
   assert.equal(
     text,
     [

@@ -7,11 +7,11 @@ import { makeTempDir } from '../../common/testing/processes.ts';
 import { archiveSessionDir } from '../../common/src/media-layout.ts';
 import { applyRetention, endAbandonedArchives } from '../src/archive/archive-maintenance.ts';
 import { SessionArchive } from '../src/archive/session-archive.ts';
-import { newSessionId } from '../src/broadcasts.ts';
-import { parseMediaPlaylist } from '../src/hls/media-playlist.ts';
+import { newSessionId } from '../src/broadcast/broadcast.ts';
+import { parseMediaPlaylist } from '../../common/src/hls/media-playlist.ts';
 import { StreamPlaylist } from '../src/hls/stream-playlist.ts';
 
-import { fakeRun } from './support/fake-muxer-run.ts';
+import { publishSegments } from './support/fake-parts.ts';
 
 const silent = pino({ level: 'silent' });
 
@@ -32,8 +32,8 @@ test('the archive keeps every segment of a broadcast across runs, as an EVENT pl
   await writeFile(path.join(liveDir, 'index.m3u8'), '#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:5\n#EXTINF:1.0,\nold-1.m4s\n#EXT-X-ENDLIST\n');
   const errors: string[] = [];
   const archive = new SessionArchive({ mediaDir, stream: 's', session: '20261122-041200-abcdef', startedAt: new Date('2026-11-22T04:12:00Z'), logger: silent, ffmpegPath: null, onError: (op) => errors.push(op) });
-  const playlist = await StreamPlaylist.open({ stream: 's', dir: liveDir, windowSegments: 3, deleteGraceSegments: 1, minSegmentSeconds: 1, targetDurationOverride: 0, logger: silent, archive });
-  for (const seg of await fakeRun(path.join(temp.dir, 'w1'), 'runa', 6)) await playlist.addSegment(seg);
+  const playlist = await StreamPlaylist.open({ stream: 's', dir: liveDir, windowSegments: 3, deleteGraceSegments: 1, minSegmentSeconds: 1, targetDurationOverride: 0, partSeconds: null, partHoldBackParts: 3, renditions: null, logger: silent, archive });
+  await publishSegments(playlist, 'runa', 6);
   await archive.flush();
   let text = await readFile(path.join(archive.dir, 'index.m3u8'), 'utf8');
   assert.match(text, /#EXT-X-PLAYLIST-TYPE:EVENT/);
@@ -41,11 +41,11 @@ test('the archive keeps every segment of a broadcast across runs, as an EVENT pl
   assert.doesNotMatch(text, /#EXT-X-DISCONTINUITY\n/, 'no break before the first archived segment');
   // The live window deleted runa-0..1; the archive's hard links keep them.
   assert.ok(!(await readdir(liveDir)).includes('runa-0.m4s'));
-  assert.equal(await readFile(path.join(archive.dir, 'runa-0.m4s'), 'utf8'), 'segment runa 0');
+  assert.equal(await readFile(path.join(archive.dir, 'runa-0.m4s'), 'utf8'), '[runa p0]');
   assert.equal((await stat(path.join(archive.dir, 'runa-5.m4s'))).ino, (await stat(path.join(liveDir, 'runa-5.m4s'))).ino, 'hard link, not a copy');
 
   // Reconnect: a new run with its own init.
-  for (const seg of await fakeRun(path.join(temp.dir, 'w2'), 'runb', 3, 1.5)) await playlist.addSegment(seg);
+  await publishSegments(playlist, 'runb', 3, 1.5);
   await playlist.end();
   await archive.end();
   text = await readFile(path.join(archive.dir, 'index.m3u8'), 'utf8');
@@ -75,17 +75,16 @@ test('archive failures are counted and logged, never thrown into the live playli
   // The archive folder cannot be created: a file is in the way.
   await mkdir(path.join(mediaDir, 'archive', 's'), { recursive: true });
   await writeFile(path.join(mediaDir, 'archive', 's', '20261122-041200-abcdef'), 'in the way');
-  const playlist = await StreamPlaylist.open({ stream: 's', dir: liveDir, windowSegments: 3, deleteGraceSegments: 1, minSegmentSeconds: 1, targetDurationOverride: 0, logger: silent, archive });
-  for (const seg of await fakeRun(path.join(temp.dir, 'w1'), 'runa', 4)) await playlist.addSegment(seg);
+  const playlist = await StreamPlaylist.open({ stream: 's', dir: liveDir, windowSegments: 3, deleteGraceSegments: 1, minSegmentSeconds: 1, targetDurationOverride: 0, partSeconds: null, partHoldBackParts: 3, renditions: null, logger: silent, archive });
+  await publishSegments(playlist, 'runa', 4);
   await archive.flush();
   assert.equal(parseMediaPlaylist(await readFile(path.join(liveDir, 'index.m3u8'), 'utf8')).segments.length, 3, 'live playlist unaffected');
   assert.ok(errors.length >= 4, `errors counted: ${errors.join(',')}`);
   // Once the obstacle is gone, a segment whose live file vanished leaves a hole with a discontinuity.
   await rm(path.join(mediaDir, 'archive', 's', '20261122-041200-abcdef'));
-  const more = await fakeRun(path.join(temp.dir, 'w1'), 'runa', 8);
-  await playlist.addSegment(more[4]!);
+  await publishSegments(playlist, 'runa', 1, 1, 4);
   archive.segmentPublished({ uri: 'gone.m4s', duration: 1, initUri: 'runa-init.mp4', discontinuity: false, programDateTime: null }, liveDir, 1);
-  await playlist.addSegment(more[5]!);
+  await publishSegments(playlist, 'runa', 1, 1, 5);
   await archive.end();
   const parsed = parseMediaPlaylist(await readFile(path.join(archive.dir, 'index.m3u8'), 'utf8'));
   assert.deepEqual(parsed.segments.map((s) => [s.uri, s.discontinuity]), [['runa-4.m4s', false], ['runa-5.m4s', true]]);

@@ -15,6 +15,7 @@ export function liveStream(stream: string, overrides: Partial<LiveStream> = {}):
     video: { codec: 'h264', width: 1280, height: 720, fps: 30 },
     audio: { codec: 'aac', sampleRate: 48000, channels: 2 },
     bitrateKbps: 2500,
+    lowLatency: false,
     ...overrides,
   };
 }

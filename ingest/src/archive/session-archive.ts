@@ -17,7 +17,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../../../common/src/atomic-file.ts';
 import type { Logger } from '../../../common/src/logger.ts';
 import { archiveSessionDir, PUBLIC_PLAYLIST, SESSION_FILE, THUMBNAIL_FILE, type SessionInfo } from '../../../common/src/media-layout.ts';
-import { renderMediaPlaylist, type PlaylistSegment } from '../hls/media-playlist.ts';
+import { renderMediaPlaylist, type PlaylistSegment } from '../../../common/src/hls/media-playlist.ts';
 import { makeThumbnail } from './thumbnail.ts';
 
 export type ArchiveOperation = 'dir' | 'init' | 'segment' | 'playlist' | 'session' | 'thumbnail';

@@ -193,31 +193,3 @@ export function renditionOutputArgs(rendition: Rendition, options: EncodeOptions
   else args.push('-c:a', 'aac', '-b:a', `${rendition.spec?.audioKbps ?? 128}k`, '-ac', '2');
   return args;
 }
-
-/** One entry of a master playlist. */
-export interface MasterVariant {
-  rendition: Rendition;
-  /** Relative URI of its media playlist, e.g. `720p/index.m3u8`. */
-  uri: string;
-}
-
-/** The master playlist (RFC 8216 §4.3.4.2), highest rendition first. */
-export function renderMasterPlaylist(variants: readonly MasterVariant[]): string {
-  const lines = ['#EXTM3U', '#EXT-X-VERSION:7', '#EXT-X-INDEPENDENT-SEGMENTS'];
-  const sorted = [...variants].sort((a, b) => b.rendition.bandwidth - a.rendition.bandwidth);
-  for (const { rendition, uri } of sorted) {
-    const attrs = [`BANDWIDTH=${rendition.bandwidth}`];
-    if (rendition.width > 0 && rendition.height > 0) attrs.push(`RESOLUTION=${rendition.width}x${rendition.height}`);
-    if (rendition.codecs) attrs.push(`CODECS="${rendition.codecs}"`);
-    if (rendition.fps) attrs.push(`FRAME-RATE=${rendition.fps.toFixed(3)}`);
-    attrs.push(`NAME="${rendition.name}"`);
-    lines.push(`#EXT-X-STREAM-INF:${attrs.join(',')}`, uri);
-  }
-  lines.push('');
-  return lines.join('\n');
-}
-
-/** `720p/index.m3u8`: a rendition's media playlist relative to the master playlist. */
-export function renditionPlaylistUri(rendition: Pick<Rendition, 'name'>, playlistName = 'index.m3u8'): string {
-  return `${rendition.name}/${playlistName}`;
-}

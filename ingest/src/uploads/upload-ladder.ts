@@ -6,14 +6,13 @@
  * master playlist index.m3u8 written once ffmpeg has finished.
  */
 import path from 'node:path';
+import { renderMasterPlaylist, renditionPlaylistUri } from '../../../common/src/hls/master-playlist.ts';
 import { UPLOAD_PLAYLIST } from '../../../common/src/upload-layout.ts';
 import {
   isRenditionName,
   ladderFilterGraph,
   RENDITION_PRESETS,
-  renderMasterPlaylist,
   renditionOutputArgs,
-  renditionPlaylistUri,
   renditionsFor,
   scaledWidth,
   transcodedVideoCodec,
@@ -81,6 +80,6 @@ export function ladderTranscode(
   return {
     args,
     renditions: renditions.map((r) => r.name),
-    masterPlaylist: renderMasterPlaylist(renditions.map((r) => ({ rendition: r, uri: renditionPlaylistUri(r) }))),
+    masterPlaylist: renderMasterPlaylist(renditions.map((r) => ({ ...r, uri: renditionPlaylistUri(r) }))),
   };
 }
