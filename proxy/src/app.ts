@@ -16,9 +16,10 @@ import { ClientAddresses } from './client-address.ts';
 import { ClientLimits } from './client-limits.ts';
 import type { ProxyConfig } from './config.ts';
 import { setForwardedHeaders } from './forwarded-headers.ts';
-import { Forwarder } from './forwarder.ts';
+import { Forwarder, heldTimeoutMs } from './forwarder.ts';
 import { CachedSegments } from './cached-segments.ts';
 import { PlaylistCache } from './playlist-cache.ts';
+import { PreloadHints } from './preload-hints.ts';
 import { SegmentCache } from './segment-cache.ts';
 import { createPoolFill } from './segment-fill.ts';
 import { HealthChecker } from './health-checker.ts';
@@ -43,7 +44,7 @@ export interface ProxyApp {
   stop(): Promise<void>;
 }
 
-/** How often held segments nobody asks for any more are dropped. */
+/** How often held segments nobody asks for any more (and expired playlist answers) are dropped. */
 const CACHE_SWEEP_INTERVAL_MS = 10_000;
 
 /** Wires the proxy together; nothing runs until start(). */
@@ -80,12 +81,23 @@ export function buildProxy(
   const segmentCache = new SegmentCache(config.segmentCache.maxBytes, config.segmentCache.maxSegmentBytes);
   metrics.observeSegmentCache(() => segmentCache.stats());
   let cacheSweep: NodeJS.Timeout | null = null;
-  const playlistCache = new PlaylistCache(config.playlistCacheMs);
+  const hints = new PreloadHints();
+  const playlistCache = new PlaylistCache(config.playlistCacheMs, { onFilled: (path, answer) => hints.update(path, answer.body) });
   metrics.observePlaylistCache(() => playlistCache.stats());
+  const fillTimeoutMs = config.upstreamTimeoutMs || 30_000;
   const cachedSegments = new CachedSegments(
     segmentCache,
     playlistCache,
-    createPoolFill({ pool: webPool, agent: forwarder.agent, maxEntryBytes: config.segmentCache.maxSegmentBytes, timeoutMs: config.upstreamTimeoutMs || 30_000, logger }),
+    createPoolFill({
+      pool: webPool,
+      agent: forwarder.agent,
+      heldAgent: forwarder.heldAgent,
+      maxEntryBytes: config.segmentCache.maxSegmentBytes,
+      timeoutMs: fillTimeoutMs,
+      heldTimeoutMs: heldTimeoutMs(fillTimeoutMs),
+      logger,
+    }),
+    hints,
   );
   const healthChecker = new HealthChecker(router.pools(), { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs }, logger);
   const admin = new AdminApi(webPool, config.opsToken, logger);
@@ -119,6 +131,7 @@ export function buildProxy(
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     if (isOpsPath(path) && handleOpsRequest(req, res, registry, readiness)) return;
+    const query = q === -1 ? '' : url.slice(q + 1);
 
     const now = performance.now();
     track(req, res, path, now);
@@ -143,7 +156,7 @@ export function buildProxy(
       setForwardedHeaders(req, res.clientIp, res.requestId, addresses.proto(req));
       forwarder.forward(req, res, pool);
     };
-    if (pool === webPool && cachedSegments.handle(req, res, path, forward)) return;
+    if (pool === webPool && cachedSegments.handle(req, res, path, query, forward)) return;
     forward();
     // Counted as it streams to ingest (never buffered): a chunked body has no length to check up front.
     if (upload) {
@@ -220,7 +233,10 @@ export function buildProxy(
       if (fileWatcher) await fileWatcher.start();
       healthChecker.start();
       limits.start();
-      cacheSweep = setInterval(() => segmentCache.sweep(), CACHE_SWEEP_INTERVAL_MS);
+      cacheSweep = setInterval(() => {
+        segmentCache.sweep();
+        playlistCache.sweep();
+      }, CACHE_SWEEP_INTERVAL_MS);
       cacheSweep.unref();
       return listen(server, config.port, config.host);
     },

@@ -84,5 +84,8 @@ export class BackendPool extends EventEmitter<BackendPoolEvents> {
     }
     if (change.to === 'removed') this.byUrl.delete(change.backend.url);
     this.emit('change', change);
+    // Its held requests (LL-HLS) only wait: move them to a replica that is in rotation, if there is one
+    // (with none, they stay: the replica may still answer them).
+    if (change.to === 'unhealthy' && this.rotation.length > 0) change.backend.moveHolds();
   }
 }

@@ -12,6 +12,13 @@ import { parse as parseUrl, type Url } from 'node:url';
  * H = HEALTHY_THRESHOLD consecutive passing checks, U = UNHEALTHY_THRESHOLD consecutive failures.
  * Only `healthy` backends receive new requests. A passive ejection (a connection error while
  * proxying) moves a healthy backend to `unhealthy` at once; an active check brings it back.
+ *
+ * Requests web holds until something is published (LL-HLS blocking playlist reloads, hinted parts)
+ * are counted in `held`, not `inFlight`: they say nothing about how busy the replica is, and the
+ * balancer reads `inFlight` only. When the backend turns unhealthy and another one is in rotation,
+ * the pool moves its held requests (moveHolds: cut with HoldMovedError, retried on another backend
+ * by their owner): they were only waiting, so nothing is lost, and the viewers do not wait for a
+ * replica that may be gone.
  */
 export type BackendState = 'pending' | 'healthy' | 'unhealthy' | 'draining' | 'removed';
 export const BACKEND_STATES: readonly BackendState[] = ['pending', 'healthy', 'unhealthy', 'draining', 'removed'];
@@ -20,6 +27,19 @@ export const BACKEND_STATES: readonly BackendState[] = ['pending', 'healthy', 'u
 export type UpstreamErrorKind = 'refused' | 'reset' | 'stale_socket' | 'unreachable' | 'aborted' | 'timeout' | 'other';
 export const UPSTREAM_ERROR_KINDS: readonly UpstreamErrorKind[] = ['refused', 'reset', 'stale_socket', 'unreachable', 'aborted', 'timeout', 'other'];
 export const EJECTING_ERRORS: ReadonlySet<UpstreamErrorKind> = new Set(['refused', 'reset', 'unreachable', 'aborted']);
+
+/** A request held at a backend, which its owner can cut and send to another backend. */
+export interface HeldRequest {
+  moveHold(): void;
+}
+
+/** The error a held request is cut with when its backend turns unhealthy: not a failure of the request. */
+export class HoldMovedError extends Error {
+  readonly code = 'HOLD_MOVED';
+  constructor() {
+    super('held request moved: the backend became unhealthy');
+  }
+}
 
 export interface HealthThresholds {
   healthyThreshold: number;
@@ -48,7 +68,12 @@ export class Backend {
 
   state: BackendState = 'pending';
   stateSince = Date.now();
+  /** Requests in flight, held ones excepted: what the balancer compares. */
   inFlight = 0;
+  /** Requests web holds until something is published (blocking playlist reloads, hinted parts). */
+  held = 0;
+  /** Held requests moved to another backend because this one turned unhealthy. */
+  holdsMoved = 0;
   requests = 0;
   retries = 0;
   readonly errors: Record<UpstreamErrorKind, number> = { refused: 0, reset: 0, stale_socket: 0, unreachable: 0, aborted: 0, timeout: 0, other: 0 };
@@ -59,6 +84,7 @@ export class Backend {
   lastCheck: LastCheck | null = null;
   /** Set while an active check is outstanding, so checks never pile up on a slow replica. */
   checking = false;
+  private readonly holding = new Set<HeldRequest>();
 
   constructor(
     url: string,
@@ -128,13 +154,20 @@ export class Backend {
     if (this.state !== 'removed') this.transition('removed', reason);
   }
 
-  startRequest(): void {
-    this.inFlight++;
+  /** An attempt starts: counted in `inFlight`, or in `held` when `held` is given. */
+  startRequest(held: HeldRequest | null = null): void {
     this.requests++;
+    if (held === null) this.inFlight++;
+    else {
+      this.held++;
+      this.holding.add(held);
+    }
   }
 
-  finishRequest(): void {
-    this.inFlight--;
+  /** The attempt started by startRequest(held) is over (the same `held`). */
+  finishRequest(held: HeldRequest | null = null): void {
+    if (held === null) this.inFlight--;
+    else if (this.holding.delete(held)) this.held--;
     if (this.state === 'draining') this.removeIfDrained();
   }
 
@@ -148,6 +181,8 @@ export class Backend {
       state: this.state,
       since: new Date(this.stateSince).toISOString(),
       inFlight: this.inFlight,
+      held: this.held,
+      holdsMoved: this.holdsMoved,
       requests: this.requests,
       retries: this.retries,
       errors: { ...this.errors },
@@ -157,7 +192,15 @@ export class Backend {
   }
 
   private removeIfDrained(): void {
-    if (this.inFlight <= 0) this.transition('removed', 'drained');
+    if (this.inFlight <= 0 && this.held <= 0) this.transition('removed', 'drained');
+  }
+
+  /** Cuts every held request: their owners retry them elsewhere (they settle through finishRequest). */
+  moveHolds(): void {
+    if (this.holding.size === 0) return;
+    const moved = [...this.holding];
+    this.holdsMoved += moved.length;
+    for (const request of moved) request.moveHold();
   }
 
   private transition(to: BackendState, reason: string): void {

@@ -1,8 +1,9 @@
 import http, { type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import HttpProxy from 'http-proxy';
 import type { Logger } from '../../common/src/logger.ts';
-import { EJECTING_ERRORS, type Backend, type UpstreamErrorKind } from './backend.ts';
+import { EJECTING_ERRORS, HoldMovedError, type Backend, type UpstreamErrorKind } from './backend.ts';
 import type { BackendPool } from './backend-pool.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { ProxyResponse } from './proxy-response.ts';
@@ -23,6 +24,35 @@ class UpstreamTimeoutError extends Error {
 }
 
 /**
+ * Web holds a blocking playlist reload or a hinted part for up to 3 × TARGETDURATION (6 s at the
+ * usual 2 s) and sends nothing meanwhile: a held request's idle limit is never below this, whatever
+ * UPSTREAM_TIMEOUT_MS says (it covers target durations up to 10 s).
+ */
+export const HELD_MIN_TIMEOUT_MS = 30_000;
+
+/** The idle limit of a held upstream request: UPSTREAM_TIMEOUT_MS, at least HELD_MIN_TIMEOUT_MS; 0 (never) stays 0. */
+export function heldTimeoutMs(upstreamTimeoutMs: number): number {
+  return upstreamTimeoutMs === 0 ? 0 : Math.max(upstreamTimeoutMs, HELD_MIN_TIMEOUT_MS);
+}
+
+/**
+ * A reset on a reused keep-alive socket is the idle-close race (the backend closed the socket as we
+ * sent on it: not evidence it is down) only when it comes right after the request went out. A held
+ * request reset later was read and held by a replica that then died: a real reset, which ejects.
+ */
+export const STALE_SOCKET_WINDOW_MS = 500;
+
+/**
+ * The keep-alive agent of held requests: separate from the main one so that requests that wait
+ * seconds on purpose never take the sockets (MAX_SOCKETS_PER_BACKEND) that segments and plain
+ * playlists need. Not capped: each held request is one viewer request, already bounded by the
+ * connection limits.
+ */
+export function createHeldAgent(): http.Agent {
+  return new http.Agent({ keepAlive: true, keepAliveMsecs: 1_000, maxSockets: Infinity, maxFreeSockets: 1_024, timeout: 4_000, scheduling: 'lifo' });
+}
+
+/**
  * Relays requests to a pool's backends with http-proxy:
  * - one shared keep-alive agent (without it http-proxy sends `Connection: close` upstream);
  * - an attempt that fails before the client got any byte is retried once on another backend for
@@ -33,6 +63,9 @@ class UpstreamTimeoutError extends Error {
  */
 export class Forwarder {
   readonly agent: http.Agent;
+  /** For requests web holds (blocking playlist reloads, hinted parts): see createHeldAgent. */
+  readonly heldAgent: http.Agent = createHeldAgent();
+  private readonly heldTimeoutMs: number;
   private readonly proxy: HttpProxy;
   /** Upgraded (WebSocket) client sockets: the HTTP server no longer tracks them, so shutdown must. */
   private readonly upgraded = new Set<Socket>();
@@ -53,6 +86,7 @@ export class Forwarder {
       timeout: 4_000,
       scheduling: 'lifo',
     });
+    this.heldTimeoutMs = heldTimeoutMs(options.upstreamTimeoutMs);
     this.proxy = HttpProxy.createProxyServer({
       agent: this.agent,
       xfwd: false, // set by setForwardedHeaders: overwritten, never appended to what the client sent
@@ -99,10 +133,7 @@ export class Forwarder {
    * backend failure, so nothing is counted against the backend and nothing is retried.
    */
   abandon(res: ProxyResponse): void {
-    const backend = res.attempt;
-    if (backend === null) return;
-    res.attempt = null;
-    backend.finishRequest();
+    if (res.releaseAttempt() === null) return;
     res.upstreamReq?.destroy();
     res.upstreamReq = null;
     if (res.upstreamRes !== null) discardStagedResponse(res);
@@ -117,14 +148,16 @@ export class Forwarder {
   close(): void {
     this.closeUpgraded();
     this.agent.destroy();
+    this.heldAgent.destroy();
   }
 
   private attempt(req: IncomingMessage, res: ProxyResponse, backend: Backend): void {
     res.attempt = backend;
     res.upstreamReq = null;
-    backend.startRequest();
+    res.attemptStartedAt = performance.now();
+    backend.startRequest(res.held ? res : null);
     try {
-      this.proxy.web(req, res, backend.proxyOptions, this.onError);
+      this.proxy.web(req, res, res.held ? { target: backend.proxyOptions.target, agent: this.heldAgent } : backend.proxyOptions, this.onError);
     } catch (err) {
       // http.request can throw synchronously (e.g. an invalid header value): answer instead of crashing.
       this.onError(err as Error, req, res, backend.proxyOptions.target);
@@ -149,7 +182,8 @@ export class Forwarder {
 
   private readonly onProxyReq = (proxyReq: ClientRequest, _req: IncomingMessage, res: ServerResponse): void => {
     (res as ProxyResponse).upstreamReq = proxyReq;
-    if (this.options.upstreamTimeoutMs > 0) proxyReq.setTimeout(this.options.upstreamTimeoutMs, onUpstreamTimeout);
+    const timeoutMs = (res as ProxyResponse).held ? this.heldTimeoutMs : this.options.upstreamTimeoutMs;
+    if (timeoutMs > 0) proxyReq.setTimeout(timeoutMs, onUpstreamTimeout);
   };
 
   /** An attempt failed (http-proxy callback). Called at most once per attempt that is still current. */
@@ -158,8 +192,7 @@ export class Forwarder {
     const backend = res.attempt;
     // A late error of an attempt already settled (e.g. the first of a retried request): nothing to do.
     if (backend === null || backend.proxyOptions.target !== target) return;
-    res.attempt = null;
-    backend.finishRequest();
+    res.releaseAttempt();
     const upstreamReq = res.upstreamReq;
     res.upstreamReq = null;
     if (clientGone(req, res)) return;
@@ -170,21 +203,27 @@ export class Forwarder {
       return;
     }
 
-    this.failAttempt(req, res, backend, classifyUpstreamError(err, upstreamReq), err);
+    if (err instanceof HoldMovedError) {
+      this.failAttempt(req, res, backend, null, err);
+      return;
+    }
+    const heldForMs = res.held ? performance.now() - res.attemptStartedAt : 0;
+    this.failAttempt(req, res, backend, classifyUpstreamError(err, upstreamReq, heldForMs), err);
   };
 
   /** The upstream response stopped before its end (the backend died after sending its head). */
   upstreamAborted(res: ProxyResponse, upstream: IncomingMessage): void {
     const backend = res.attempt;
     if (backend === null || res.upstreamRes !== upstream) return;
-    res.attempt = null;
-    backend.finishRequest();
+    res.releaseAttempt();
     if (clientGone(res.req, res)) return;
     this.failAttempt(res.req, res, backend, 'aborted', new Error('upstream response ended prematurely'));
   }
 
-  private failAttempt(req: IncomingMessage, res: ProxyResponse, backend: Backend, kind: UpstreamErrorKind, err: Error): void {
-    this.backendFailed(backend, kind, err, res);
+  /** `kind` null: a held request moved off a backend that turned unhealthy (not counted as its error; retried even after a retry). */
+  private failAttempt(req: IncomingMessage, res: ProxyResponse, backend: Backend, kind: UpstreamErrorKind | null, err: Error): void {
+    if (kind === null) this.logger.info({ backend: backend.url, request_id: res.requestId, path: res.path }, 'held request moved to another backend');
+    else this.backendFailed(backend, kind, err, res);
     if (res.headersSent) {
       // Bytes already reached the client: it cannot be replayed; cut the response so the client retries.
       res.destroy();
@@ -192,7 +231,7 @@ export class Forwarder {
     }
     // The failed backend's status and headers may be staged on the response (head received, no body byte sent yet).
     if (res.upstreamRes !== null) discardStagedResponse(res);
-    if (!res.retried && isReplayable(req) && res.pool !== null) {
+    if ((!res.retried || kind === null) && isReplayable(req) && res.pool !== null) {
       let next = res.pool.pick(backend);
       // A stale keep-alive socket says nothing about the backend: trying it again on a fresh connection is fine.
       if (next === null && kind === 'stale_socket') next = res.pool.pick(null);
@@ -273,14 +312,15 @@ export function isReplayable(req: IncomingMessage): boolean {
   return (length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined;
 }
 
-export function classifyUpstreamError(err: Error, upstreamReq: ClientRequest | null): UpstreamErrorKind {
+/** `heldForMs`: how long a held request had been waiting (0 for others): see STALE_SOCKET_WINDOW_MS. */
+export function classifyUpstreamError(err: Error, upstreamReq: ClientRequest | null, heldForMs = 0): UpstreamErrorKind {
   switch ((err as NodeJS.ErrnoException).code) {
     case 'ECONNREFUSED':
       return 'refused';
     case 'ECONNRESET':
     case 'EPIPE':
       // The classic keep-alive race: the backend closed an idle socket just as we reused it.
-      return upstreamReq?.reusedSocket ? 'stale_socket' : 'reset';
+      return upstreamReq?.reusedSocket && heldForMs < STALE_SOCKET_WINDOW_MS ? 'stale_socket' : 'reset';
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
     case 'EHOSTDOWN':

@@ -47,12 +47,32 @@ export class ProxyMetrics {
     });
     new Gauge({
       name: 'onair_proxy_backend_in_flight',
-      help: 'Requests in flight to the backend',
+      help: 'Requests in flight to the backend (held ones excepted: onair_proxy_backend_held); what the balancer compares',
       labelNames: ['pool', 'backend'] as const,
       registers,
       collect() {
         this.reset();
         for (const pool of pools()) for (const b of pool.backends()) this.set({ pool: pool.name, backend: b.url }, b.inFlight);
+      },
+    });
+    new Gauge({
+      name: 'onair_proxy_backend_held',
+      help: 'Requests the backend holds now until something is published (LL-HLS blocking playlist reloads, hinted parts); not in onair_proxy_backend_in_flight',
+      labelNames: ['pool', 'backend'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of pools()) for (const b of pool.backends()) this.set({ pool: pool.name, backend: b.url }, b.held);
+      },
+    });
+    new Counter({
+      name: 'onair_proxy_backend_holds_moved_total',
+      help: 'Held requests moved to another backend because this one turned unhealthy',
+      labelNames: ['pool', 'backend'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of pools()) for (const b of pool.backends()) this.inc({ pool: pool.name, backend: b.url }, b.holdsMoved);
       },
     });
     new Counter({
@@ -205,7 +225,49 @@ export class ProxyMetrics {
 
   /** The playlist cache's counters, read when scraped. */
   observePlaylistCache(stats: () => PlaylistCacheStats): void {
-    fillOutcomeCounter(this.registry, 'onair_proxy_playlist_cache_requests_total', 'Playlist requests answered at the proxy, by outcome: hit (held), shared (waited for a fill under way), fill (fetched from a backend)', stats);
+    const registers = [this.registry];
+    new Counter({
+      name: 'onair_proxy_playlist_cache_requests_total',
+      help: 'Playlist requests answered at the proxy, by outcome (hit: held; shared: waited for a fill under way; fill: fetched from a backend) and directives (yes: LL-HLS _HLS_msn/_HLS_part/_HLS_skip, no: plain reload)',
+      labelNames: ['outcome', 'directives'] as const,
+      registers,
+      collect() {
+        const s = stats();
+        this.reset();
+        for (const directives of ['yes', 'no'] as const) {
+          const o = s.byDirectives[directives];
+          this.inc({ outcome: 'hit', directives }, o.hits);
+          this.inc({ outcome: 'shared', directives }, o.sharedFills);
+          this.inc({ outcome: 'fill', directives }, o.fills);
+        }
+      },
+    });
+    new Counter({
+      name: 'onair_proxy_playlist_directives_malformed_total',
+      help: 'Playlist requests with malformed LL-HLS directives: not cached, forwarded as sent',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(stats().malformed);
+      },
+    });
+    new Counter({
+      name: 'onair_proxy_playlist_cache_evictions_total',
+      help: 'Playlist answers dropped before they expired, to stay within the entry limit (least recently used first)',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(stats().evictions);
+      },
+    });
+    new Gauge({
+      name: 'onair_proxy_playlist_cache_playlists',
+      help: 'Playlist answers held now (one per path and directives)',
+      registers,
+      collect() {
+        this.set(stats().entries);
+      },
+    });
   }
 
   errorResponse(status: 502 | 503): void {

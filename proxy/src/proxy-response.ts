@@ -1,5 +1,5 @@
 import { ServerResponse, type ClientRequest, type IncomingMessage } from 'node:http';
-import type { Backend } from './backend.ts';
+import { HoldMovedError, type Backend, type HeldRequest } from './backend.ts';
 import type { BackendPool } from './backend-pool.ts';
 
 /** Told when a response the proxy answered is over (finished or cut); writes the access record. */
@@ -13,7 +13,7 @@ export interface ResponseObserver {
  * so the hot path needs no per-request closures, maps or wrappers, and it counts the body bytes
  * actually handed to the client socket.
  */
-export class ProxyResponse extends ServerResponse<IncomingMessage> {
+export class ProxyResponse extends ServerResponse<IncomingMessage> implements HeldRequest {
   /** Body bytes written to the client (headers and chunk framing excluded). */
   bytesOut = 0;
   startedAt = 0;
@@ -22,8 +22,15 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> {
   requestId = '';
   /** The pool this request is routed to. */
   pool: BackendPool | null = null;
-  /** The backend with an attempt outstanding: counted in its in-flight until the attempt settles. */
+  /** The backend with an attempt outstanding: counted in its in-flight (or held) until the attempt settles. */
   attempt: Backend | null = null;
+  /**
+   * Web holds the answer until something is published (a blocking playlist reload, a hinted part):
+   * counted in the backend's `held`, not `inFlight`, and sent with the held-request agent and timeout.
+   */
+  held = false;
+  /** performance.now() when the current attempt started. */
+  attemptStartedAt = 0;
   /** The backend whose response is being relayed (null when the proxy answers itself). */
   servedBy: Backend | null = null;
   /** Answered from the proxy's segment cache without an upstream request (the record's backend is then "cache"). */
@@ -38,6 +45,20 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> {
   refusal: string | null = null;
   /** A Set-Cookie the proxy adds to the relayed response (the playback-token cookie). */
   setCookie: string[] | null = null;
+
+  /** Ends the count of the outstanding attempt at its backend; returns that backend (null when there was none). */
+  releaseAttempt(): Backend | null {
+    const backend = this.attempt;
+    if (backend === null) return null;
+    this.attempt = null;
+    backend.finishRequest(this.held ? this : null);
+    return backend;
+  }
+
+  /** The backend turned unhealthy while holding this request: cut it (the forwarder retries it elsewhere) unless its answer is arriving. */
+  moveHold(): void {
+    if (this.upstreamRes === null) this.upstreamReq?.destroy(new HoldMovedError());
+  }
 
   /** Starts tracking: `observer.responseClosed(this)` runs once when the response is over. */
   track(observer: ResponseObserver, path: string, clientIp: string, requestId: string, startedAt: number): void {

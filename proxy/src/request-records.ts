@@ -41,9 +41,7 @@ export class RequestRecords implements ResponseObserver {
   }
 
   responseClosed(res: ProxyResponse): void {
-    if (res.attempt !== null) {
-      res.attempt.finishRequest();
-      res.attempt = null;
+    if (res.releaseAttempt() !== null) {
       // The client left before the end: stop the upstream exchange too. (http-proxy only does this on
       // the request's 'aborted' event, which Node no longer emits once a GET has been fully received.)
       if (!res.writableFinished) res.upstreamReq?.destroy();

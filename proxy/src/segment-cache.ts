@@ -31,8 +31,12 @@ export interface CachedSegment {
   cacheable: boolean;
 }
 
-/** Fetches one segment from a backend; null when it failed or was too large to read into memory. */
-export type SegmentFill = (path: string) => Promise<CachedSegment | null>;
+/**
+ * Fetches one segment or playlist from a backend; null when it failed or was too large to read into
+ * memory. `target` is the path (for a playlist, with its canonical directives); `held` says web will
+ * hold the answer until something is published (a blocking playlist reload, a hinted part).
+ */
+export type SegmentFill = (target: string, held: boolean) => Promise<CachedSegment | null>;
 
 /** A request that has to wait for a fill: `shared` when another request started it. */
 export interface FillWait {
@@ -78,9 +82,10 @@ export class SegmentCache {
 
   /**
    * The held segment (a hit, answered at once), or the fill to wait for: the one under way, or a new
-   * one by `fill`. A fill resolving to null means: forward the request instead.
+   * one by `fill` (`held`: a hinted part, which web holds until it is written). A fill resolving to
+   * null means: forward the request instead.
    */
-  lookup(path: string, fill: SegmentFill): CachedSegment | FillWait {
+  lookup(path: string, fill: SegmentFill, held = false): CachedSegment | FillWait {
     const hit = this.entries.get(path);
     if (hit !== undefined) {
       this.entries.delete(path);
@@ -92,7 +97,7 @@ export class SegmentCache {
     return this.fills.join(path, fill, (segment) => {
       if (segment === null || !segment.cacheable || segment.body.length > this.maxEntryBytes) this.counts.uncacheable++;
       else this.store(path, segment);
-    });
+    }, held);
   }
 
   stats(): SegmentCacheStats {

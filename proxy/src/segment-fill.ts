@@ -1,10 +1,18 @@
 /**
- * Fills the segment cache from the web pool: one GET to the least busy backend (another one if
- * that fails before answering), the answer read into memory.
+ * Fills the segment and playlist caches from the web pool: one GET to the least busy backend
+ * (another one if that fails before answering), the answer read into memory. The GET asks for the
+ * cache key: the path, with a playlist's canonical LL-HLS directives and nothing else of the
+ * viewer's query.
+ *
+ * A held fill (a blocking playlist reload, a hinted part: web answers when the part is published)
+ * is counted in the backend's `held`, not `inFlight`, goes through the held-request agent and has
+ * the held idle limit (forwarder.ts). If the replica dies while holding it (reset, refused), or turns
+ * unhealthy (HoldMovedError), it is sent to another replica: the viewers waiting for it see nothing.
  */
 import http from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../common/src/logger.ts';
-import { EJECTING_ERRORS, type Backend } from './backend.ts';
+import { EJECTING_ERRORS, HoldMovedError, type Backend, type HeldRequest } from './backend.ts';
 import type { BackendPool } from './backend-pool.ts';
 import { classifyUpstreamError } from './forwarder.ts';
 import { isCacheableSegmentResponse, replayedHeaders, type CachedSegment, type SegmentFill } from './segment-cache.ts';
@@ -12,51 +20,81 @@ import { isCacheableSegmentResponse, replayedHeaders, type CachedSegment, type S
 export interface PoolFillOptions {
   pool: BackendPool;
   agent: http.Agent;
+  /** The agent of held fills (forwarder.ts createHeldAgent). */
+  heldAgent?: http.Agent;
   /** An answer larger than this is not read: the fill resolves null and the requests are forwarded. */
   maxEntryBytes: number;
   /** No byte from the backend for this long: the attempt fails. */
   timeoutMs: number;
+  /** The same for a held fill (longer than web's hold). */
+  heldTimeoutMs?: number;
   logger: Logger;
 }
 
+/** Attempts that failed (not counting moves off a backend that turned unhealthy) before the fill gives up. */
+const MAX_FAILURES = 2;
+/** Moves of a held fill before it gives up (backends flapping). */
+const MAX_MOVES = 2;
+
 export function createPoolFill(options: PoolFillOptions): SegmentFill {
-  return async (path) => {
-    const first = options.pool.pick(null);
-    if (first === null) return null;
-    try {
-      return await fetchSegment(first, path, options);
-    } catch {
-      const second = options.pool.pick(first);
-      if (second === null) return null;
-      first.retries++;
-      return fetchSegment(second, path, options).catch(() => null);
+  return async (target, held) => {
+    let last: Backend | null = null;
+    let lastFailed = false;
+    let failures = 0;
+    let moves = 0;
+    for (;;) {
+      const backend = options.pool.pick(last);
+      if (backend === null) return null;
+      if (last !== null && lastFailed) last.retries++;
+      try {
+        return await fetchSegment(backend, target, held, options);
+      } catch (err) {
+        lastFailed = !(err instanceof HoldMovedError);
+        if (lastFailed) failures++;
+        else moves++;
+        if (failures >= MAX_FAILURES || moves > MAX_MOVES) return null;
+        last = backend;
+      }
     }
   };
 }
 
 /** Resolves null for an answer too large to hold in memory; rejects when the backend failed. */
-function fetchSegment(backend: Backend, path: string, options: PoolFillOptions): Promise<CachedSegment | null> {
-  backend.startRequest();
+function fetchSegment(backend: Backend, target: string, held: boolean, options: PoolFillOptions): Promise<CachedSegment | null> {
+  let req: http.ClientRequest | null = null;
+  let headReceived = false;
+  const hold: HeldRequest | null = held
+    ? {
+        moveHold() {
+          if (!headReceived) req?.destroy(new HoldMovedError());
+        },
+      }
+    : null;
+  const startedAt = performance.now();
+  backend.startRequest(hold);
   return new Promise<CachedSegment | null>((resolve, reject) => {
     let settled = false;
-    let headReceived = false;
     const settle = (value: CachedSegment | null, err?: Error): void => {
       if (settled) return;
       settled = true;
-      backend.finishRequest();
-      if (err) {
+      backend.finishRequest(hold);
+      if (err instanceof HoldMovedError) {
+        options.logger.info({ backend: backend.url, path: target }, 'held cache fill moved to another backend');
+        reject(err);
+      } else if (err) {
         // Cut off after the head: the backend died mid-body (the forwarder's 'aborted' too).
-        const kind = headReceived ? 'aborted' : classifyUpstreamError(err, req);
+        const kind = headReceived ? 'aborted' : classifyUpstreamError(err, req, held ? performance.now() - startedAt : 0);
         backend.recordError(kind);
         if (EJECTING_ERRORS.has(kind)) backend.eject(`${kind} (${(err as NodeJS.ErrnoException).code ?? err.message})`);
-        options.logger.warn({ backend: backend.url, type: kind, error: err.message, path }, 'segment cache fill failed');
+        options.logger.warn({ backend: backend.url, type: kind, error: err.message, path: target }, 'cache fill failed');
         reject(err);
       } else {
         resolve(value);
       }
     };
-    const target = backend.proxyOptions.target;
-    const req = http.get({ host: target.hostname, port: target.port, path, agent: options.agent }, (res) => {
+    const upstream = backend.proxyOptions.target;
+    const agent = held && options.heldAgent !== undefined ? options.heldAgent : options.agent;
+    req = http.get({ host: upstream.hostname, port: upstream.port, path: target, agent }, (res) => {
       headReceived = true;
       const declared = res.headers['content-length'] === undefined ? null : Number(res.headers['content-length']);
       if (declared !== null && !(declared <= options.maxEntryBytes)) {
@@ -85,7 +123,8 @@ function fetchSegment(backend: Backend, path: string, options: PoolFillOptions):
         if (!res.complete) settle(null, new Error('upstream response ended prematurely'));
       });
     });
-    req.setTimeout(options.timeoutMs, () => req.destroy(Object.assign(new Error('no activity from the backend within the upstream timeout'), { code: 'UPSTREAM_TIMEOUT' })));
+    const timeoutMs = held ? (options.heldTimeoutMs ?? options.timeoutMs) : options.timeoutMs;
+    req.setTimeout(timeoutMs, () => req?.destroy(Object.assign(new Error('no activity from the backend within the upstream timeout'), { code: 'UPSTREAM_TIMEOUT' })));
     req.once('error', (err) => settle(null, err));
   });
 }

@@ -146,6 +146,9 @@ export interface BackendView {
   url: string;
   state: string;
   inFlight: number;
+  /** Requests web holds on purpose (LL-HLS blocking reloads, hinted parts): not in inFlight. */
+  held: number;
+  holdsMoved: number;
   requests: number;
   retries: number;
   errors: Record<string, number>;

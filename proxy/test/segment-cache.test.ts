@@ -88,26 +88,26 @@ describe('segment cache', () => {
 describe('playlist cache', () => {
   it('holds a 200 or 404 answer for its TTL, shares one fill, and holds nothing else', async () => {
     let now = 1_000;
-    const cache = new PlaylistCache(100, () => now);
+    const cache = new PlaylistCache(100, { now: () => now });
     let fills = 0;
     const answer = (status: number): CachedSegment => ({ status, headers: {}, body: Buffer.from('#EXTM3U\n'), filledFrom: 'http://web-1', cacheable: false });
     const fill = async (): Promise<CachedSegment> => ((fills += 1), answer(200));
-    const first = cache.lookup('/live/a/index.m3u8', fill) as FillWait;
-    const second = cache.lookup('/live/a/index.m3u8', fill) as FillWait;
+    const first = cache.lookup('/live/a/index.m3u8', '', fill) as FillWait;
+    const second = cache.lookup('/live/a/index.m3u8', '', fill) as FillWait;
     assert.equal(second.shared, true);
     await first.pending;
-    assert.ok(isHit(cache.lookup('/live/a/index.m3u8', fill)), 'held within the TTL');
+    assert.ok(isHit(cache.lookup('/live/a/index.m3u8', '', fill)), 'held within the TTL');
     now += 99;
-    assert.ok(isHit(cache.lookup('/live/a/index.m3u8', fill)));
+    assert.ok(isHit(cache.lookup('/live/a/index.m3u8', '', fill)));
     now += 2;
-    assert.ok(!isHit(cache.lookup('/live/a/index.m3u8', fill)), 'expired after 100 ms');
+    assert.ok(!isHit(cache.lookup('/live/a/index.m3u8', '', fill)), 'expired after 100 ms');
     await Promise.resolve();
     assert.equal(fills, 2);
 
-    await settled(cache.lookup('/live/b/index.m3u8', async () => answer(404)));
-    assert.ok(isHit(cache.lookup('/live/b/index.m3u8', fill)), 'a 404 (broadcast not started) is held too');
-    await settled(cache.lookup('/live/c/index.m3u8', async () => answer(503)));
-    assert.ok(!isHit(cache.lookup('/live/c/index.m3u8', fill)), 'a 503 is not');
+    await settled(cache.lookup('/live/b/index.m3u8', '', async () => answer(404)));
+    assert.ok(isHit(cache.lookup('/live/b/index.m3u8', '', fill)), 'a 404 (broadcast not started) is held too');
+    await settled(cache.lookup('/live/c/index.m3u8', '', async () => answer(503)));
+    assert.ok(!isHit(cache.lookup('/live/c/index.m3u8', '', fill)), 'a 503 is not');
     assert.equal(new PlaylistCache(0).enabled, false, '0 turns it off');
   });
 });
