@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { createTrustList } from '../../common/src/access-record.ts';
-import { DEFAULT_MEDIA_DIR, env, parseEnv } from '../../common/src/config.ts';
+import { DEFAULT_MEDIA_DIR, emptyAsUnset, env, parseEnv } from '../../common/src/config.ts';
 import { recordShippingConfig, recordShippingEnv, type RecordShippingConfig } from '../../common/src/record-shipping/config.ts';
 
 /** Comma list of IPs/CIDRs; checked here so a typo fails at start-up, not at the first request. */
@@ -17,6 +17,26 @@ const trustedProxies = z
     }
   });
 
+/**
+ * Ingest's playlist feed (docs/low-latency-hls.md), e.g. http://ingest:8001/playlists/feed: new
+ * playlist versions pushed the moment they exist, for replicas whose file system gives no change
+ * events (NFS). Unset or empty: off (file-system events and re-reads only).
+ */
+const ingestFeedUrl = z.preprocess(
+  emptyAsUnset,
+  z
+    .string()
+    .refine((value) => {
+      try {
+        const url = new URL(value);
+        return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+      } catch {
+        return false;
+      }
+    }, 'must be an http:// or https:// URL like http://ingest:8001/playlists/feed')
+    .optional(),
+);
+
 export const webConfigSchema = z.object({
   WEB_PORT: env.port(3001),
   WEB_HOST: env.host('0.0.0.0'),
@@ -26,6 +46,7 @@ export const webConfigSchema = z.object({
   MEDIA_CACHE_MB: env.nonNegativeInt(256),
   LOG_LEVEL: env.logLevel(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
+  INGEST_FEED_URL: ingestFeedUrl,
   ...recordShippingEnv,
 });
 
@@ -39,6 +60,8 @@ export interface WebConfig {
   mediaCacheBytes: number;
   logLevel: z.infer<typeof webConfigSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
+  /** Ingest's playlist feed; null when INGEST_FEED_URL is unset. */
+  ingestFeedUrl: string | null;
   /** Access-record shipping over the Fluent forward protocol; null when FLUENT_HOST is unset. */
   records: RecordShippingConfig | null;
 }
@@ -55,6 +78,7 @@ export function loadWebConfig(environment: NodeJS.ProcessEnv = process.env): Web
     mediaCacheBytes: e.MEDIA_CACHE_MB * 1024 * 1024,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    ingestFeedUrl: e.INGEST_FEED_URL ?? null,
     records: recordShippingConfig(e, instance),
   };
 }

@@ -10,6 +10,8 @@ export interface PublicStream {
   since: string;
   video: LiveStream['video'];
   audio: LiveStream['audio'];
+  /** Low-latency HLS: the player tunes for it (PART-HOLD-BACK instead of a segment count). */
+  lowLatency: boolean;
 }
 
 export const LIVE_POLL_INTERVAL_MS = 1_000;
@@ -58,7 +60,7 @@ export class LiveStreams {
       const state = await readLiveState(ingestStateFile(this.mediaDir));
       const next = state.streams
         .filter((s) => isStreamName(s.stream))
-        .map(({ stream, state: streamState, since, video, audio }) => ({ stream, state: streamState, since, video, audio }))
+        .map(({ stream, state: streamState, since, video, audio, lowLatency }) => ({ stream, state: streamState, since, video, audio, lowLatency }))
         .sort((a, b) => a.stream.localeCompare(b.stream));
       if (JSON.stringify(next) !== JSON.stringify(this.current)) {
         this.logger.info({ streams: next.map((s) => s.stream) }, 'live streams changed');

@@ -3,14 +3,19 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { pipeline } from 'node:stream/promises';
 import { MEDIA_CONTENT_TYPES } from '../../common/src/media-layout.ts';
 import type { Logger } from '../../common/src/logger.ts';
+import { PUBLIC_PLAYLIST } from '../../common/src/media-layout.ts';
+import { decideReload, parseReloadDirectives, type ReloadDirectives } from './blocking-reload.ts';
 import { parseByteRange } from './byte-range.ts';
-import { loadMediaFile, loadPlaylist, mediaFilePath, type LoadedFile } from './media-files.ts';
+import type { LivePlaylist } from './live-playlist.ts';
+import type { LivePlaylists } from './live-playlists.ts';
+import type { LiveSegments } from './live-segments.ts';
+import { loadMediaFile, loadPlaylist, mediaFilePath } from './media-files.ts';
 import { ARCHIVE_PREFIX, parseArchivePath, parseMediaPath, parseUploadedPath, type MediaRequest } from './media-path.ts';
 import { UPLOADED_FILES_PREFIX } from '../../common/src/upload-layout.ts';
 import type { WebMetrics } from './metrics.ts';
+import { playlistHeaders, writePlaylist } from './playlist-answers.ts';
 import { PlaylistCache } from './playlist-cache.ts';
-import type { SegmentCache } from './segment-cache.ts';
-import { SingleFlight } from './single-flight.ts';
+import { versionLists } from './playlist-version.ts';
 import { sendText } from './responses.ts';
 
 /** DESIGN.md: segment names are never reused, so a segment can be cached forever anywhere. */
@@ -28,11 +33,13 @@ const ENDLIST = Buffer.from('#EXT-X-ENDLIST');
  * GET|HEAD /live/<stream>/<file>, /archive/<stream>/<session>/<file> and /uploaded/<id>/<file>.
  * /live/ is the hot path, a plain node handler (no express) answering from
  * memory whenever it can. The path is validated before the file system is touched.
+ * A live media playlist (`index.m3u8`) is answered from its held version (live-playlist.ts), with
+ * blocking reloads (`_HLS_msn`/`_HLS_part`); a missing live file that is the playlist's preload
+ * hint is held until it is written. Recordings, uploads and other names: as before.
  */
-export function createMediaHandler(options: { mediaDir: string; segmentCache: SegmentCache; metrics: WebMetrics; logger: Logger }) {
-  const { mediaDir, segmentCache, metrics, logger } = options;
-  const segmentReads = new SingleFlight<LoadedFile | null>();
-  // Both caches are keyed by the file's absolute path, built only from validated names.
+export function createMediaHandler(options: { mediaDir: string; liveSegments: LiveSegments; livePlaylists: LivePlaylists; metrics: WebMetrics; logger: Logger }) {
+  const { mediaDir, liveSegments, livePlaylists, metrics, logger } = options;
+  // Keyed by the file's absolute path, built only from validated names.
   const playlists = new PlaylistCache(loadPlaylist);
 
   const fail = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, err: unknown): void => {
@@ -55,6 +62,62 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
       .catch((err: unknown) => fail(req, res, media, err));
   };
 
+  /** Answers from the held version: plain, satisfied reload, 400, or held until a version satisfies it. */
+  const answerLivePlaylist = (req: IncomingMessage, res: ServerResponse, playlist: LivePlaylist, directives: ReloadDirectives): void => {
+    const version = playlist.version;
+    if (!version) return sendText(req, res, 404, 'not found\n');
+    const decision = version.media === null ? null : decideReload(version.media, directives);
+    if (decision === null || decision.kind === 'plain') return writePlaylist(res, 200, playlistHeaders('plain', version.body, version.targetDuration), version.body);
+    if (decision.kind === 'ready') return writePlaylist(res, 200, playlistHeaders('satisfied', version.body, version.targetDuration), version.body);
+    if (decision.kind === 'bad') {
+      logger.debug({ url: req.url, reason: decision.reason }, 'blocking reload refused');
+      return sendText(req, res, 400, `bad request: ${decision.reason}\n`);
+    }
+    if (directives.kind === 'block') playlist.holdReload(res, directives);
+  };
+
+  const serveLivePlaylist = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, file: string): void => {
+    const playlist = livePlaylists.forRequest(file);
+    // Every playlist state holds requests and the bound is reached: no blocking, as before LL-HLS.
+    if (playlist === null) return servePlaylist(req, res, media, file);
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const directives = parseReloadDirectives(q === -1 ? '' : url.slice(q + 1));
+    if (playlist.current(performance.now())) {
+      metrics.playlistCacheHits.inc();
+      return answerLivePlaylist(req, res, playlist, directives);
+    }
+    metrics.playlistCacheMisses.inc();
+    playlist
+      .refresh()
+      .then(() => answerLivePlaylist(req, res, playlist, directives))
+      .catch((err: unknown) => fail(req, res, media, err));
+  };
+
+  /** A live file that is not there: held if it is the part the playlist hints at, else 404. */
+  const serveMissingLiveFile = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, file: string): void => {
+    const playlist = livePlaylists.forFolderOf(file);
+    if (playlist === null) return sendText(req, res, 404, 'not found\n');
+    const decide = (): void => {
+      if (playlist.isHintedPart(media.file)) return playlist.holdHintedPart(res, media);
+      // Written and listed between our miss and now: read it once more.
+      const version = playlist.version;
+      if (version && versionLists(version, media.file)) {
+        liveSegments
+          .loadBody(file)
+          .then((body) => sendMedia(req, res, media, body))
+          .catch((err: unknown) => fail(req, res, media, err));
+        return;
+      }
+      sendText(req, res, 404, 'not found\n');
+    };
+    if (playlist.current(performance.now())) return decide();
+    playlist
+      .refresh()
+      .then(decide)
+      .catch((err: unknown) => fail(req, res, media, err));
+  };
+
   const serveSegment = (req: IncomingMessage, res: ServerResponse, media: MediaRequest, file: string): void => {
     if (isStored(media)) {
       // Recordings (and uploads) stay out of the segment cache: one viewer of an old recording must not evict
@@ -67,22 +130,19 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
         .catch((err: unknown) => fail(req, res, media, err));
       return;
     }
-    const cached = segmentCache.get(file);
+    const cached = liveSegments.cached(file);
     if (cached !== undefined) {
       metrics.segmentCacheHits.inc();
       sendMedia(req, res, media, cached);
       return;
     }
     metrics.segmentCacheMisses.inc();
-    segmentReads
-      .run(file, async () => {
-        const loaded = await loadMediaFile(file);
-        if (loaded?.kind === 'buffer') segmentCache.set(file, loaded.data);
-        return loaded;
-      })
+    liveSegments
+      .load(file)
       .then((loaded) => {
         if (loaded?.kind === 'large') return streamLargeFile(req, res, media, file);
-        sendMedia(req, res, media, loaded?.data ?? null);
+        if (loaded === null) return serveMissingLiveFile(req, res, media, file);
+        sendMedia(req, res, media, loaded.data);
       })
       .catch((err: unknown) => fail(req, res, media, err));
   };
@@ -100,8 +160,9 @@ export function createMediaHandler(options: { mediaDir: string; segmentCache: Se
     }
     const media = parsed.media;
     const file = mediaFilePath(mediaDir, media);
-    if (media.kind === 'playlist') servePlaylist(req, res, media, file);
-    else serveSegment(req, res, media, file);
+    if (media.kind === 'segment') serveSegment(req, res, media, file);
+    else if (!isStored(media) && media.file === PUBLIC_PLAYLIST) serveLivePlaylist(req, res, media, file);
+    else servePlaylist(req, res, media, file);
   };
 }
 
@@ -125,7 +186,7 @@ function mediaHeaders(media: MediaRequest, body: Buffer | null = null): Outgoing
 }
 
 /** Answers with `body` (null: the file does not exist), honouring a single Range on segments. */
-function sendMedia(req: IncomingMessage, res: ServerResponse, media: MediaRequest, body: Buffer | null): void {
+export function sendMedia(req: IncomingMessage, res: ServerResponse, media: MediaRequest, body: Buffer | null): void {
   if (body === null) {
     sendText(req, res, 404, 'not found\n');
     return;

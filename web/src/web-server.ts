@@ -10,10 +10,14 @@ import { createMetricsRegistry, handleOpsRequest } from '../../common/src/ops-en
 import { createPinoAccessLog, type AccessLog } from './access-log.ts';
 import { loadAssets } from './assets.ts';
 import type { WebConfig } from './config.ts';
+import { LivePlaylists } from './live-playlists.ts';
+import { LiveSegments } from './live-segments.ts';
 import { LiveStreams } from './live-streams.ts';
-import { createMediaHandler } from './media-handler.ts';
+import { loadPlaylist } from './media-files.ts';
+import { createMediaHandler, sendMedia } from './media-handler.ts';
 import { ARCHIVE_PREFIX, LIVE_PREFIX, stripQuery } from './media-path.ts';
-import { createWebMetrics } from './metrics.ts';
+import { createLowLatencyMetrics, createWebMetrics, type FeedMetrics } from './metrics.ts';
+import { PlaylistFeedClient } from './playlist-feed.ts';
 import { createPagesApp } from './pages-app.ts';
 import { ReadinessState } from './readiness.ts';
 import { Recordings } from './recordings.ts';
@@ -62,7 +66,19 @@ export async function createWebServer(
     liveStreams: () => liveStreams.list().length,
   });
   const tracker = createRequestTracker({ instance: config.instance, trustList: createTrustList(config.trustedProxies), accessLog, metrics });
-  const handleMedia = createMediaHandler({ mediaDir: config.mediaDir, segmentCache, metrics, logger });
+  const liveSegments = new LiveSegments(segmentCache);
+  const lowLatency = createLowLatencyMetrics(registry, { livePlaylists: () => livePlaylists.size, held: (kind) => livePlaylists.heldNow(kind) }, config.ingestFeedUrl !== null);
+  const livePlaylists = new LivePlaylists(config.mediaDir, {
+    now: () => performance.now(),
+    logger,
+    metrics: lowLatency,
+    loadPlaylist,
+    loadPart: (file) => liveSegments.loadBody(file),
+    sendPart: (res, media, body) => sendMedia(res.req, res, media, body),
+  });
+  livePlaylists.start();
+  const feed = config.ingestFeedUrl === null ? null : startPlaylistFeed(config.ingestFeedUrl, livePlaylists, lowLatency.feed!, logger);
+  const handleMedia = createMediaHandler({ mediaDir: config.mediaDir, liveSegments, livePlaylists, metrics, logger });
   const pages = createPagesApp({ liveStreams, recordings: new Recordings(config.mediaDir, logger), uploads: new Uploads(config.mediaDir, logger), assets, logger });
 
   // Routing by hand before express: media is the hot path and must not pay for middleware.
@@ -112,6 +128,10 @@ export async function createWebServer(
     async drain() {
       readiness.markDraining();
       liveStreams.stop();
+      feed?.stop();
+      // Held reloads get the current playlist now (hls.js reloads, through the proxy, from another
+      // replica) instead of holding the drain up for 3 target durations.
+      livePlaylists.close();
       // Leave a margin inside the process's shutdown timeout so draining ends with exit 0.
       const budgetMs = Math.floor(config.shutdownTimeoutMs * 0.8);
       const startedAt = performance.now();
@@ -124,4 +144,30 @@ export async function createWebServer(
       await closeHttpServer(server, Math.max(0, budgetMs - (performance.now() - startedAt)));
     },
   };
+}
+
+/**
+ * Ingest's playlist feed into the live playlists. "Configured but disconnected" shows as
+ * web_playlist_feed_connected 0 and a log line, never as not ready: the files are the fallback.
+ */
+function startPlaylistFeed(url: string, livePlaylists: LivePlaylists, metrics: FeedMetrics, logger: Logger): PlaylistFeedClient {
+  metrics.connected.set(0);
+  const feed = new PlaylistFeedClient(
+    url,
+    {
+      version: (file, text) => {
+        if (livePlaylists.feedVersion(file, text)) metrics.versions.inc();
+        else metrics.refused.inc();
+      },
+      connected: () => metrics.connected.set(1),
+      disconnected: () => {
+        metrics.connected.set(0);
+        metrics.disconnects.inc();
+        livePlaylists.feedLost();
+      },
+    },
+    logger,
+  );
+  feed.start();
+  return feed;
 }

@@ -17,6 +17,7 @@ describe('loadWebConfig', () => {
     assert.equal(config.logLevel, 'info');
     assert.equal(config.shutdownTimeoutMs, 10_000);
     assert.equal(config.records, null, 'record shipping is off without FLUENT_HOST');
+    assert.equal(config.ingestFeedUrl, null, 'no playlist feed without INGEST_FEED_URL');
   });
 
   it('reads every variable', () => {
@@ -29,6 +30,7 @@ describe('loadWebConfig', () => {
       MEDIA_CACHE_MB: '16',
       LOG_LEVEL: 'warn',
       SHUTDOWN_TIMEOUT_MS: '2000',
+      INGEST_FEED_URL: 'http://ingest:8001/playlists/feed',
     });
     assert.deepEqual(config, {
       port: 3002,
@@ -39,6 +41,7 @@ describe('loadWebConfig', () => {
       mediaCacheBytes: 16 * 1024 * 1024,
       logLevel: 'warn',
       shutdownTimeoutMs: 2000,
+      ingestFeedUrl: 'http://ingest:8001/playlists/feed',
       records: null,
     });
   });
@@ -54,6 +57,18 @@ describe('loadWebConfig', () => {
     const config = loadWebConfig({ TRUSTED_PROXIES: '', WEB_PORT: '3003' });
     assert.deepEqual(config.trustedProxies, []);
     assert.equal(config.instance, `web-${os.hostname()}-3003`);
+  });
+
+  it('INGEST_FEED_URL: empty is off, anything but an http(s) URL is refused with an example', () => {
+    assert.equal(loadWebConfig({ INGEST_FEED_URL: '' }).ingestFeedUrl, null);
+    assert.equal(loadWebConfig({ INGEST_FEED_URL: 'https://ingest.internal/playlists/feed' }).ingestFeedUrl, 'https://ingest.internal/playlists/feed');
+    for (const value of ['ingest:8001/playlists/feed', 'ftp://ingest/feed', 'not a url', 'http://']) {
+      assert.throws(() => loadWebConfig({ INGEST_FEED_URL: value }), (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /INGEST_FEED_URL: must be an http:\/\/ or https:\/\/ URL like http:\/\/ingest:8001\/playlists\/feed/);
+        return true;
+      }, value);
+    }
   });
 
   it('reports every problem at once, by variable name', () => {

@@ -239,7 +239,8 @@ describe('web service', () => {
     assert.match(json.headers.get('content-type') ?? '', /^application\/json/);
     const body = (await json.json()) as { streams: Array<Record<string, unknown>> };
     assert.equal(body.streams.length, 1);
-    assert.deepEqual(Object.keys(body.streams[0]!).sort(), ['audio', 'since', 'state', 'stream', 'video']);
+    // Nothing internal (bitrate, publisher): what a viewer's page needs, and whether the player tunes for low latency.
+    assert.deepEqual(Object.keys(body.streams[0]!).sort(), ['audio', 'lowLatency', 'since', 'state', 'stream', 'video']);
     assert.equal(body.streams[0]!.stream, 'demo');
     assert.equal(body.streams[0]!.state, 'live');
 
