@@ -7,7 +7,7 @@
 import { benchCapacity } from './capacity.ts';
 import { benchIngest } from './ingest.ts';
 import { benchLadder } from './ladder.ts';
-import { benchLatency } from './latency.ts';
+import { benchLatency, latencyTable } from './latency.ts';
 import { benchMonitoringIngest } from './monitoring-ingest.ts';
 import { benchSoak } from './soak.ts';
 
@@ -20,9 +20,13 @@ if (selected.has('ingest')) {
   console.table(results.ingest);
 }
 if (selected.has('latency')) {
-  console.log('latency: Chromium through the proxy, 720p30, 1 s keyframes; screenshots in test-artifacts/latency-*.png …');
-  results.latency = await benchLatency();
-  console.table(results.latency);
+  console.log('latency: glass-to-glass by frame clock in Chromium through the proxy, 640×360 30 fps; cases LATENCY_CASES (default all), window LATENCY_WINDOW_S (60); results in bench/results/latency.{json,md} …');
+  const latency = await benchLatency();
+  const table = latencyTable(latency);
+  console.table(table);
+  for (const r of latency.cases) {
+    results[`latency ${r.case.id}`] = { g2gMedianMs: r.glassToGlassMs.median ?? NaN, g2gP95Ms: r.glassToGlassMs.p95 ?? NaN, startupMs: r.startupMs ?? NaN, firstFrameToPlayableMs: r.firstPlayable?.firstFrameToPlayableMs ?? NaN, stalls: r.stalls.waiting, decodeFailureRate: r.decodeFailureRate };
+  }
 }
 if (selected.has('monitoring')) {
   console.log('monitoring: receiver + DuckDB store fed by the record shipper (steady 4 000/s, then a burst) …');
