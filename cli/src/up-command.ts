@@ -109,7 +109,9 @@ export async function upCommand(args: string[], io: CommandIO, env: NodeJS.Proce
   const localRetention: Record<string, string> = env.ARCHIVE_MAX_GB || env.ARCHIVE_MAX_AGE_HOURS ? {} : { ARCHIVE_MAX_GB: String(LOCAL_ARCHIVE_MAX_GB) };
   // Retention asks monitoring who watches a recording before deleting it (OPS_TOKEN is in `common`).
   const ingest = node('ingest', 'ingest', { RTMP_PORT: String(rtmpPort), CONTROL_PORT: String(controlPort), MONITORING_URL: `http://127.0.0.1:${monitoringPort}`, ...localRetention });
-  const webs = webPorts.map((port, i) => node(`web-${i + 1}`, 'web', { WEB_PORT: String(port), INSTANCE: `web-${i + 1}`, ...shipping }));
+  // The playlist feed: on one machine the folder watch would do, but this keeps the path a multi-node install needs exercised.
+  const feed = { INGEST_FEED_URL: `http://127.0.0.1:${controlPort}/playlists/feed` };
+  const webs = webPorts.map((port, i) => node(`web-${i + 1}`, 'web', { WEB_PORT: String(port), INSTANCE: `web-${i + 1}`, ...feed, ...shipping }));
   const proxy = node('proxy', 'proxy', {
     PROXY_PORT: String(proxyPort),
     BACKENDS: webPorts.map((p) => `http://127.0.0.1:${p}`).join(','),

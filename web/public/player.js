@@ -29,27 +29,47 @@ const MAX_RETRY_MS = 8000;
 // One CMCD session id per page view. hls.js would make a new one per Hls instance, and this page
 // makes a new instance on every restart, which would count one viewer as several sessions.
 const SESSION_ID = newSessionId();
-// Low latency without LL-HLS: ~2 target durations behind live, catch up at up to 1.5x speed.
-// CMCD (query mode, the default): every playlist and segment request carries `CMCD=…sid="…"`, which
-// web and proxy log as session_id, so viewers sharing one NAT address are told apart.
-const LIVE_CONFIG = {
+// Low-latency HLS (the stream's /streams.json entry says `lowLatency`): hls.js aims PART-HOLD-BACK
+// behind the newest part (~1 s), so no liveSync* count may be set (any of them overrides it). A stall
+// adds only 0.2 s to the target instead of hls.js's default second. Catch-up is ours (keepUp below):
+// hls.js speeds up only with more than a second buffered, which a player 1 s behind live never has,
+// so with it a viewer stays parked ~0.3 s behind the target, and starts (at a keyframe, up to a
+// keyframe interval early) seconds behind. backBufferLength bounds memory on a long broadcast (a
+// live page never seeks back; recordings have their own page).
+const LOW_LATENCY_CONFIG = {
+  lowLatencyMode: true,
+  maxLiveSyncPlaybackRate: 1,
+  liveSyncOnStallIncrease: 0.2,
+  backBufferLength: 60,
+};
+// keepUp: more than this behind hls.js's target latency → jump (once it is buffered), else play
+// at CATCH_UP_RATE while behind by more than CATCH_UP_FROM s and the buffer ahead allows it.
+const JUMP_BEHIND_S = 0.5;
+const CATCH_UP_FROM_S = 0.1;
+const CATCH_UP_RATE = 1.1;
+const CATCH_UP_MIN_BUFFER_S = 0.4;
+// Classic HLS (HLS_LOW_LATENCY=off): ~2 target durations behind live, catch up at up to 1.5x speed.
+const CLASSIC_CONFIG = {
+  lowLatencyMode: false,
   liveSyncDurationCount: 2,
   liveMaxLatencyDurationCount: 5,
   maxLiveSyncPlaybackRate: 1.5,
+  backBufferLength: 60,
 };
 // A recording starts at its beginning and never jumps to the live edge by itself, even while it grows.
 const VOD_CONFIG = {
   startPosition: 0,
+  lowLatencyMode: false,
   liveSyncDurationCount: 3,
   liveMaxLatencyDurationCount: Infinity,
   maxLiveSyncPlaybackRate: 1,
 };
-const HLS_CONFIG = {
-  ...(vod ? VOD_CONFIG : LIVE_CONFIG),
-  enableWorker: true,
-  lowLatencyMode: false,
-  cmcd: { sessionId: SESSION_ID, contentId: stream },
-};
+// CMCD (query mode, the default): every playlist and segment request carries `CMCD=…sid="…"`, which
+// web and proxy log as session_id, so viewers sharing one NAT address are told apart.
+function hlsConfig() {
+  const base = vod ? VOD_CONFIG : lowLatency ? LOW_LATENCY_CONFIG : CLASSIC_CONFIG;
+  return { ...base, enableWorker: true, cmcd: { sessionId: SESSION_ID, contentId: stream } };
+}
 const VOD_CHECK_MS = 15000; // watch page: how often to look for the live broadcast's recording
 const WORDS = {
   connecting: 'connecting…',
@@ -67,10 +87,11 @@ if (vod) WORDS.ended = 'end of the recording';
 const engine = Hls && Hls.isSupported() ? 'hls.js' : video.canPlayType('application/vnd.apple.mpegurl') ? 'native' : null;
 
 /** Read by automated browser tests; kept current. */
-const player = { state: 'connecting', hls: null, video, stream, engine, latency: null, sessionId: SESSION_ID };
+const player = { state: 'connecting', hls: null, video, stream, engine, latency: null, sessionId: SESSION_ID, lowLatency: false };
 window.onairPlayer = player;
 
 let listed = null; // in /streams.json at the last poll; null until the first answer
+let lowLatency = false; // the stream's playlists are LL-HLS (its /streams.json entry)
 let firstProbe = true;
 let endlist = false; // the playlist being played carries EXT-X-ENDLIST
 let progress = { time: -1, at: performance.now() };
@@ -138,7 +159,8 @@ function startPlayback() {
     play();
     return;
   }
-  const hls = new Hls(HLS_CONFIG);
+  const hls = new Hls(hlsConfig());
+  player.lowLatency = !vod && lowLatency;
   player.hls = hls;
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
     showQualities(hls);
@@ -276,6 +298,7 @@ async function poll() {
     if (response.ok) {
       const info = (await response.json()).streams.find((s) => s.stream === stream);
       listed = Boolean(info);
+      if (info) lowLatency = info.lowLatency === true;
       showMeta(info);
     }
   } catch {
@@ -314,6 +337,45 @@ function updateLatency() {
   if (vod && endlist) document.getElementById('to-live')?.setAttribute('hidden', '');
 }
 
+function bufferedAhead() {
+  const b = video.buffered;
+  for (let i = 0; i < b.length; i++) if (b.start(i) <= video.currentTime + 0.05 && video.currentTime < b.end(i)) return b.end(i) - video.currentTime;
+  return 0;
+}
+
+function isBuffered(time) {
+  const b = video.buffered;
+  for (let i = 0; i < b.length; i++) if (b.start(i) <= time && time < b.end(i) - 0.1) return true;
+  return false;
+}
+
+/** Low latency: stay at hls.js's target latency (PART-HOLD-BACK, plus what stalls added): see LOW_LATENCY_CONFIG. */
+function keepUp() {
+  const hls = player.hls;
+  if (!player.lowLatency) return;
+  const latency = hls ? hls.latency : NaN;
+  const target = hls ? hls.targetLatency : NaN;
+  const starting = player.state === 'connecting';
+  if (!hls || !(starting || player.state === PLAYING) || !(latency > 0) || !(target > 0)) {
+    if (video.playbackRate !== 1) video.playbackRate = 1;
+    return;
+  }
+  const behind = latency - target;
+  const sync = hls.liveSyncPosition;
+  // hls.js starts where a segment starts (its first independent part): up to a keyframe interval
+  // behind its target. Jump there as soon as that is buffered (at start-up, before playing if it can).
+  if (behind > JUMP_BEHIND_S && sync && sync > video.currentTime && isBuffered(sync)) {
+    video.currentTime = sync;
+    return;
+  }
+  if (starting || video.paused) return;
+  const ahead = bufferedAhead();
+  let rate = video.playbackRate;
+  if (behind > CATCH_UP_FROM_S && ahead > CATCH_UP_MIN_BUFFER_S) rate = CATCH_UP_RATE;
+  else if (behind <= CATCH_UP_FROM_S / 2 || ahead < CATCH_UP_MIN_BUFFER_S / 2) rate = 1;
+  if (video.playbackRate !== rate) video.playbackRate = rate;
+}
+
 /** Once a second: latency, and stall detection (hls.js rebuffers by itself; we name the state and decide "ended"). */
 function watchdog() {
   updateLatency();
@@ -327,10 +389,13 @@ function watchdog() {
 }
 
 video.addEventListener('timeupdate', () => {
+  keepUp();
   if (video.currentTime === progress.time) return;
   progress = { time: video.currentTime, at: performance.now() };
   if (!video.paused && (player.state === 'connecting' || player.state === 'reconnecting')) setState(PLAYING);
 });
+// The first frames are buffered: a low-latency start jumps to its target before playing.
+video.addEventListener('canplay', keepUp);
 video.addEventListener('ended', () => {
   if (player.state !== 'waiting' && player.state !== 'ended') endBroadcast();
 });
