@@ -88,6 +88,18 @@ test('the master playlist plays in Chromium, and a forced level switch lands on 
       return v.state === 'live' && v.currentTime > 1 && v.levels.length === 3 ? v : undefined;
     }, 60_000, 250);
     assert.deepEqual([...playing.levels].sort((a, b) => b - a), [360, 240, 144]);
+    assert.equal(await page.evaluate(() => (window as unknown as { onairPlayer: { lowLatency: boolean; hls: { config: { lowLatencyMode: boolean } } } }).onairPlayer.hls.config.lowLatencyMode), true, 'hls.js in low-latency mode');
+    // Low latency: every rendition lists the same parts (numbers and count) at the same media
+    // sequence, and reports the other two. Fetched one after the other, they can be a part apart,
+    // so look until one fetch of the three catches them in the same state.
+    const partsOf = (text: string) => text.split('\n').filter((l) => l.startsWith('#EXT-X-PART:')).map((l) => /URI="[a-z0-9]+-(p\d+)\.m4s"/.exec(l)![1]);
+    const aligned = await waitFor('the renditions\' parts to line up', async () => {
+      const texts = await Promise.all(['source', '240p', '144p'].map(async (r) => (await fetch(`${stack.proxyUrl}/live/ladder-e2e/${r}/index.m3u8`)).text()));
+      const states = texts.map((t) => JSON.stringify({ sequence: /#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(t)?.[1], parts: partsOf(t) }));
+      return states.every((x) => x === states[0]) ? texts : undefined;
+    }, 20_000, 50);
+    assert.ok(partsOf(aligned[0]!).length >= 3, 'the renditions list parts');
+    assert.ok(aligned.every((t) => (t.match(/#EXT-X-RENDITION-REPORT:/g) ?? []).length === 2), 'each rendition reports the other two');
     assert.ok(playing.selector && !playing.selector.hidden, 'the quality selector is shown with several levels');
     assert.deepEqual(playing.selector.options.slice(1), ['360p (source)', '240p', '144p']);
     assert.match(playing.selector.options[0]!, /^Auto/);

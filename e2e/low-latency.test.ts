@@ -46,9 +46,19 @@ test('onair\'s page plays low-latency HLS through the proxy for 60 s without a s
   page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
   await installFrameClock(page);
   await installPlaybackMonitor(page);
+  const consoleErrors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (err) => consoleErrors.push(String(err)));
   const opened = Date.now();
-  await page.goto(`${stack.proxyUrl}/watch/town-hall`);
-  await waitFor('playback', async () => (await player()).currentTime > 1 && (await player()).state === 'live', 40_000, 100);
+  const response = await page.goto(`${stack.proxyUrl}/watch/town-hall`);
+  try {
+    await waitFor('playback', async () => (await player()).currentTime > 1 && (await player()).state === 'live', 40_000, 100);
+  } catch (err) {
+    const body = (await page.content()).slice(0, 500);
+    throw new Error(`${(err as Error).message}\nwatch page: ${response?.status()} ${page.url()}\n${body}\nconsole: ${consoleErrors.join(' | ')}\n${stack.diagnostics()}`);
+  }
   const startupMs = Date.now() - opened;
   assert.equal((await player()).lowLatency, true, 'the player tuned for low latency (the stream says so in /streams.json)');
   await sleep(3_000); // past the start-up

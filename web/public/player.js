@@ -45,6 +45,8 @@ const LOW_LATENCY_CONFIG = {
 // keepUp: more than this behind hls.js's target latency → jump (once it is buffered), else play
 // at CATCH_UP_RATE while behind by more than CATCH_UP_FROM s and the buffer ahead allows it.
 const JUMP_BEHIND_S = 0.5;
+let startupJumped = false; // per Hls instance
+let forgiveStallsUntil = 0;
 const CATCH_UP_FROM_S = 0.1;
 const CATCH_UP_RATE = 1.1;
 const CATCH_UP_MIN_BUFFER_S = 0.4;
@@ -160,6 +162,7 @@ function startPlayback() {
     return;
   }
   const hls = new Hls(hlsConfig());
+  startupJumped = false;
   player.lowLatency = !vod && lowLatency;
   player.hls = hls;
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
@@ -365,8 +368,18 @@ function keepUp() {
   // hls.js starts where a segment starts (its first independent part): up to a keyframe interval
   // behind its target. Jump there as soon as that is buffered (at start-up, before playing if it can).
   if (behind > JUMP_BEHIND_S && sync && sync > video.currentTime && isBuffered(sync)) {
+    if (!startupJumped) {
+      startupJumped = true;
+      forgiveStallsUntil = performance.now() + 2000;
+    }
     video.currentTime = sync;
     return;
+  }
+  // hls.js counts the start-up jump as a stall and adds to its target for good: not ours to keep.
+  if (performance.now() < forgiveStallsUntil) {
+    const details = hls.levels && hls.levels[hls.currentLevel] && hls.levels[hls.currentLevel].details;
+    const holdBack = details && details.partHoldBack;
+    if (holdBack && target > holdBack + 0.01) hls.targetLatency = holdBack;
   }
   if (starting || video.paused) return;
   const ahead = bufferedAhead();
