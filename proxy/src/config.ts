@@ -87,12 +87,15 @@ export const proxyConfigSchema = z.object({
   // --- limits (0 = off); defaults sized for a company NAT, see proxy/README.md ---
   /** Client connections in total; beyond, new connections are closed at accept. */
   MAX_CONNECTIONS: env.nonNegativeInt(20_000),
-  /** Open connections per client address; requests on the ones beyond get 429. */
-  MAX_CONNECTIONS_PER_IP: env.nonNegativeInt(1_000),
-  /** Sustained requests per second per client address (token bucket refill rate). */
-  RATE_LIMIT_PER_IP: env.nonNegativeInt(2_000),
-  /** Token bucket size: requests a client address may send at once. */
-  RATE_LIMIT_BURST: env.positiveInt(4_000),
+  /**
+   * Open connections per client address; requests on the ones beyond get 429. Sized for 500 LL-HLS
+   * viewers behind one company NAT (proxy/README.md "Limits"): 2-3 connections each, measured.
+   */
+  MAX_CONNECTIONS_PER_IP: env.nonNegativeInt(2_000),
+  /** Sustained requests per second per client address (token bucket refill rate): 500 viewers × ~7/s. */
+  RATE_LIMIT_PER_IP: env.nonNegativeInt(5_000),
+  /** Token bucket size: requests a client address may send at once (500 viewers tuning in together, ~13/s each). */
+  RATE_LIMIT_BURST: env.positiveInt(10_000),
   /** Addresses the per-address limits (connections, rate) do not apply to. */
   LIMIT_EXEMPT_CIDRS: env.addressList(),
   /** Longest request target (path + query) accepted; longer → 414. */
