@@ -33,7 +33,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { addStream } from '../common/src/stream-registry.ts';
-import { installPlaybackMonitor, launchChromium, readHlsLatency, readPlaybackMonitor } from '../common/testing/browser.ts';
+import { installPlaybackMonitor, launchChromium, readHlsLatency, readPlaybackMonitor, resetPlaybackMonitor } from '../common/testing/browser.ts';
 import { firstFrameGeneratedAt, installFrameClock, latencyStats, readFrameClock, resetFrameClock, type LatencyStats } from '../common/testing/frame-clock.ts';
 import { metricValue, scrapeMetrics } from '../common/testing/metrics.ts';
 import { REPO_ROOT, sleep, waitFor, type ManagedProcess } from '../common/testing/processes.ts';
@@ -123,7 +123,8 @@ export interface CaseResult {
   hlsLatencyMs: LatencyStats;
   pdtLatencyMs: LatencyStats;
   startupMs: number | null;
-  stalls: { waiting: number; bufferStalledErrors: number; seconds: number; fatal: string[] };
+  /** Over the measurement window; startup*: between the page opening and the window. */
+  stalls: { waiting: number; bufferStalledErrors: number; seconds: number; fatal: string[]; startupWaiting: number; startupSeconds: number };
   firstPlayable: FirstPlayable | null;
   requestsPerViewerPerSecond: { all: number; playlists: number; media: number };
   cpuCores: Record<string, number>;
@@ -458,7 +459,10 @@ async function runCase(c: LatencyCase): Promise<CaseResult> {
         return { dropped: q?.droppedVideoFrames ?? 0, total: q?.totalVideoFrames ?? 0 };
       });
     const quality0 = await quality();
+    // Stalls are counted over the window, like the latency; the start-up's own are kept apart.
+    const startupStalls = await readPlaybackMonitor(page);
     await resetFrameClock(page);
+    await resetPlaybackMonitor(page);
     const t0 = Date.now();
     const hlsSamples: number[] = [];
     const pdtSamples: number[] = [];
@@ -509,7 +513,7 @@ async function runCase(c: LatencyCase): Promise<CaseResult> {
       hlsLatencyMs: roundStats(latencyStats(hlsSamples)),
       pdtLatencyMs: roundStats(latencyStats(pdtSamples)),
       startupMs: startup.firstPresentedWall === null ? null : Math.round(startup.firstPresentedWall - openedWall),
-      stalls: { waiting: playback.waiting, bufferStalledErrors: playback.bufferStalledErrors, seconds: round(playback.stallMs / 1000, 2), fatal: playback.fatal },
+      stalls: { waiting: playback.waiting, bufferStalledErrors: playback.bufferStalledErrors, seconds: round(playback.stallMs / 1000, 2), fatal: playback.fatal, startupWaiting: startupStalls.waiting, startupSeconds: round(startupStalls.stallMs / 1000, 2) },
       firstPlayable: first.first,
       requestsPerViewerPerSecond: {
         all: round((counts.all - counts0.all) / elapsed, 2),
@@ -545,13 +549,13 @@ function markdown(results: CaseResult[], machine: Record<string, string | number
     `Publisher ${PUBLISHER.width}×${PUBLISHER.height} ${PUBLISHER.fps} fps ${PUBLISHER.videoKbps} kbit/s (x264 veryfast zerolatency CBR, no B-frames) with the frame clock; ingest + 3 web replicas + proxy; onair's /watch page in headless Chromium through the proxy; everything on this one machine (shared: see "machine" CPU).`,
     `Glass-to-glass = wall clock when a frame is presented (requestVideoFrameCallback expectedDisplayTime) − wall clock when ffmpeg made it (read from the picture), every presented frame over the window. Figures in seconds unless named.`,
     '',
-    '| case | keyframes | LL | ladder | parts | g2g median | g2g p95 | hls.latency median | now − PDT median | startup | first frame → playable | stalls (waiting / buffer-stalled / s) | req/viewer/s | CPU ingest / web / proxy (cores) | machine busy | frames (unreadable) |',
+    '| case | keyframes | LL | ladder | parts | g2g median | g2g p95 | hls.latency median | now − PDT median | startup | first frame → playable | stalls in the window (waiting / buffer-stalled / s; at start-up) | req/viewer/s | CPU ingest / web / proxy (cores) | machine busy | frames (unreadable) |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
     const fp = r.firstPlayable;
     lines.push(
-      `| ${r.case.id} | ${r.case.keyframeSeconds} s | ${r.case.lowLatency ? 'on' : 'off'} | ${r.case.ladder ?? 'passthrough'} | ${r.parts ? `yes (${r.partTarget} s)` : 'no'} | **${s1(r.glassToGlassMs.median)}** | ${s1(r.glassToGlassMs.p95)} | ${s1(r.hlsLatencyMs.median)} | ${s1(r.pdtLatencyMs.median)} | ${s1(r.startupMs)} | ${fp ? `${s1(fp.firstFrameToPlayableMs)} (${fp.kind})` : 'n/a'} | ${r.stalls.waiting} / ${r.stalls.bufferStalledErrors} / ${r.stalls.seconds} | ${r.requestsPerViewerPerSecond.all} | ${r.cpuCores.ingest} / ${r.cpuCores.web} / ${r.cpuCores.proxy} | ${r.cpuCores.machine} of ${machine.cpus} | ${r.frames} (${(r.decodeFailureRate * 100).toFixed(2)} %) |`,
+      `| ${r.case.id} | ${r.case.keyframeSeconds} s | ${r.case.lowLatency ? 'on' : 'off'} | ${r.case.ladder ?? 'passthrough'} | ${r.parts ? `yes (${r.partTarget} s)` : 'no'} | **${s1(r.glassToGlassMs.median)}** | ${s1(r.glassToGlassMs.p95)} | ${s1(r.hlsLatencyMs.median)} | ${s1(r.pdtLatencyMs.median)} | ${s1(r.startupMs)} | ${fp ? `${s1(fp.firstFrameToPlayableMs)} (${fp.kind})` : 'n/a'} | ${r.stalls.waiting} / ${r.stalls.bufferStalledErrors} / ${r.stalls.seconds}; ${r.stalls.startupWaiting ?? 'n/a'} | ${r.requestsPerViewerPerSecond.all} | ${r.cpuCores.ingest} / ${r.cpuCores.web} / ${r.cpuCores.proxy} | ${r.cpuCores.machine} of ${machine.cpus} | ${r.frames} (${(r.decodeFailureRate * 100).toFixed(2)} %) |`,
     );
   }
   lines.push('', '## Held viewers (LL-HLS blocking reloads through the proxy)', '');
